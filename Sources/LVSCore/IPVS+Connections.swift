@@ -1,0 +1,502 @@
+/// What an engine extracted from a packet's headers.
+public struct PacketSummary: Sendable, Hashable {
+    public var protocolNumber: UInt8
+    public var source: IPAddress
+    public var sourcePort: UInt16
+    public var destination: IPAddress
+    public var destinationPort: UInt16
+    /// The packet's firewall mark (0 for none).
+    public var fwmark: UInt32
+    public var tcpFlags: TCPFlags
+    public var sctpChunk: SCTPChunk?
+    /// Whole IP packet length in bytes.
+    public var length: Int
+
+    public init(
+        protocolNumber: UInt8, source: IPAddress, sourcePort: UInt16, destination: IPAddress, destinationPort: UInt16,
+        fwmark: UInt32 = 0, tcpFlags: TCPFlags = [], sctpChunk: SCTPChunk? = nil, length: Int = 0
+    ) {
+        self.protocolNumber = protocolNumber
+        self.source = source
+        self.sourcePort = sourcePort
+        self.destination = destination
+        self.destinationPort = destinationPort
+        self.fwmark = fwmark
+        self.tcpFlags = tcpFlags
+        self.sctpChunk = sctpChunk
+        self.length = length
+    }
+
+    /// A TCP segment from client to VIP.
+    public static func tcp(
+        from client: Endpoint, to virtual: Endpoint, flags: TCPFlags, length: Int = 60, fwmark: UInt32 = 0
+    ) -> PacketSummary {
+        PacketSummary(protocolNumber: IPProtocol.tcp.rawValue, source: client.address, sourcePort: client.port,
+                      destination: virtual.address, destinationPort: virtual.port, fwmark: fwmark,
+                      tcpFlags: flags, length: length)
+    }
+
+    /// A UDP datagram from client to VIP.
+    public static func udp(from client: Endpoint, to virtual: Endpoint, length: Int = 60, fwmark: UInt32 = 0) -> PacketSummary {
+        PacketSummary(protocolNumber: IPProtocol.udp.rawValue, source: client.address, sourcePort: client.port,
+                      destination: virtual.address, destinationPort: virtual.port, fwmark: fwmark, length: length)
+    }
+}
+
+/// Where to send a packet that belongs to a virtual service.
+public struct Forwarding: Sendable, Hashable {
+    /// The connection entry (valid until it expires); -1 for one-packet scheduling.
+    public var connection: Int32
+    /// The real server slot.
+    public var server: Int32
+    public var destination: Endpoint
+    public var method: ForwardingMethod
+    /// True when this packet created the connection.
+    public var isNew: Bool
+}
+
+/// What to do with a packet from a client.
+public enum InboundVerdict: Sendable, Hashable {
+    /// Forward it to `destination` with `method`.
+    case forward(Forwarding)
+    /// Not for a virtual service: let the local stack have it.
+    case notVirtual
+    /// For a virtual service but it cannot start a connection (a TCP segment other than SYN with no
+    /// entry, a port that a non-persistent service does not serve): let the local stack have it.
+    case pass
+    /// No real server is available: the kernel answers ICMP port unreachable and drops the packet.
+    case noDestination(VirtualService.Key)
+    /// Its connection's real server is gone, or the table is full: drop it.
+    case drop
+}
+
+/// What to do with a packet from a real server.
+public enum OutboundVerdict: Sendable, Hashable {
+    /// A NAT reply: rewrite its source to `virtual` and send it to the client.
+    case masquerade(connection: Int32, virtual: Endpoint)
+    /// Not a reply the table knows.
+    case notOurs
+}
+
+extension IPVS {
+    // MARK: Service lookup
+
+    /// The kernel's `ip_vs_service_find`: fwmark first, then protocol/address/port, then a port-zero
+    /// service on the same address.
+    @inline(__always)
+    func findService(_ p: PacketSummary) -> Int32? {
+        if p.fwmark != 0, servicesByFwmark > 0,
+           let id = serviceIndex[.fwmark(p.fwmark, p.destination.family)] {
+            return id
+        }
+        guard let proto = IPProtocol(rawValue: p.protocolNumber) else { return nil }
+        if let id = serviceIndex[.address(proto, p.destination, p.destinationPort)] { return id }
+        if portZeroServices > 0, let id = serviceIndex[.address(proto, p.destination, 0)] { return id }
+        return nil
+    }
+
+    // MARK: Inbound
+
+    /// Handles a packet from a client: finds or creates its connection, runs the state machine, counts it.
+    public mutating func inbound(_ p: PacketSummary, now: Int64) -> InboundVerdict {
+        expire(now: now)
+        let key = ConnectionKey(protocolNumber: p.protocolNumber, client: p.source, clientPort: p.sourcePort,
+                                virtual: p.destination, virtualPort: p.destinationPort)
+        if let c = connections.find(key, template: false) {
+            if reuseRequested(c, p) {
+                // conn_reuse_mode: a new SYN on a finished connection starts afresh.
+                removeConnection(c)
+            } else {
+                return continueInbound(c, p, now: now)
+            }
+        }
+        guard let service = findService(p) else { return .notVirtual }
+        return schedule(service, p, now: now)
+    }
+
+    private func reuseRequested(_ c: Int32, _ p: PacketSummary) -> Bool {
+        guard settings.connectionReuseMode != 0 else { return false }
+        let e = connections[c]
+        guard e.control < 0, e.controlled == 0 else { return false }
+        switch p.protocolNumber {
+        case IPProtocol.tcp.rawValue:
+            guard p.tcpFlags.contains(.syn), !p.tcpFlags.contains(.ack), !p.tcpFlags.contains(.rst) else { return false }
+            let state = TCPState(rawValue: e.state) ?? .none
+            return state == .timeWait || state == .close
+                || (settings.connectionReuseMode & 2 != 0 && state == .finWait
+                    && e.flags & ConnectionFlags.noOutput.rawValue != 0)
+        case IPProtocol.sctp.rawValue:
+            return p.sctpChunk == .initChunk && e.state == SCTPState.closed.rawValue
+        default:
+            return false
+        }
+    }
+
+    private mutating func continueInbound(_ c: Int32, _ p: PacketSummary, now: Int64) -> InboundVerdict {
+        let server = connections[c].server
+        guard server >= 0, servers[Int(server)].isAvailable else {
+            drops.destinationUnavailable &+= 1
+            if settings.expireNoDestinationConnections { removeConnection(c) }
+            return .drop
+        }
+        countIn(server, bytes: p.length)
+        transition(c, p, direction: .input)
+        connections[c].inPackets &+= 1
+        connections.rearm(c, deadline: now &+ Int64(connections[c].timeout) &* 1_000_000)
+        let e = connections[c]
+        return .forward(Forwarding(
+            connection: c, server: server, destination: Endpoint(e.destination, e.destinationPort),
+            method: ConnectionFlags(rawValue: e.flags).forwarding, isNew: false))
+    }
+
+    /// Whether this packet may create a connection (the kernel's per-protocol conn_schedule checks).
+    private func startsConnection(_ p: PacketSummary) -> Bool {
+        switch p.protocolNumber {
+        case IPProtocol.tcp.rawValue:
+            if p.tcpFlags.contains(.rst) { return false }
+            return settings.sloppyTCP || p.tcpFlags.contains(.syn)
+        case IPProtocol.sctp.rawValue:
+            return settings.sloppySCTP || p.sctpChunk == .initChunk
+        default:
+            return true
+        }
+    }
+
+    private mutating func schedule(_ id: Int32, _ p: PacketSummary, now: Int64) -> InboundVerdict {
+        guard startsConnection(p) else { return .pass }
+        let service = services[Int(id)].config
+        let flow = FlowKey(protocolNumber: p.protocolNumber, source: p.source, sourcePort: p.sourcePort,
+                           destination: p.destination, destinationPort: p.destinationPort)
+        let onePacket = service.flags.contains(.onePacket) && p.protocolNumber == IPProtocol.udp.rawValue
+        var template: Int32 = -1
+        let server: Int32
+        let destinationPort: UInt16
+        if service.isPersistent {
+            switch persistentServer(id, service, p, flow: flow, now: now) {
+            case .none:
+                drops.noDestination &+= 1
+                return .noDestination(service.key)
+            case .full:
+                drops.tableFull &+= 1
+                return .drop
+            case .found(let t, let s):
+                template = t
+                server = s
+            }
+            let sp = servers[Int(server)].config.endpoint.port
+            destinationPort = p.destinationPort == service.key.port && sp != 0 ? sp : p.destinationPort
+        } else {
+            if !service.key.isFwmark && p.destinationPort != service.key.port {
+                // "port zero only supported in persistent services"
+                drops.portMismatch &+= 1
+                return .pass
+            }
+            guard let s = pickServer(id, flow: flow, now: now) else {
+                drops.noDestination &+= 1
+                return .noDestination(service.key)
+            }
+            server = s
+            let sp = servers[Int(s)].config.endpoint.port
+            destinationPort = sp != 0 ? sp : p.destinationPort
+        }
+        let dest = servers[Int(server)].config
+        var entry = ConnectionEntry()
+        entry.protocolNumber = p.protocolNumber
+        entry.clientHigh = p.source.high
+        entry.clientLow = p.source.low
+        entry.clientPort = p.sourcePort
+        entry.virtualHigh = p.destination.high
+        entry.virtualLow = p.destination.low
+        entry.virtualPort = p.destinationPort
+        entry.destinationHigh = dest.endpoint.address.high
+        entry.destinationLow = dest.endpoint.address.low
+        entry.destinationPort = destinationPort
+        entry.families = (p.source.isV6 ? 1 : 0) | (dest.endpoint.address.isV6 ? 2 : 0)
+        entry.fwmark = p.fwmark
+        var flags = UInt32(dest.forwarding.rawValue) | ConnectionFlags.inactive.rawValue
+        if dest.forwarding != .masquerade { flags |= ConnectionFlags.noOutput.rawValue }
+        if onePacket { flags |= ConnectionFlags.onePacket.rawValue }
+        entry.flags = flags
+        entry.timeout = Timeouts.initial
+        entry.deadline = now &+ Int64(Timeouts.initial) &* 1_000_000
+        entry.control = template
+        guard let c = connections.insert(entry, hashed: !onePacket) else {
+            drops.tableFull &+= 1
+            return .drop
+        }
+        bind(c, to: server)
+        if template >= 0 {
+            connections[template].controlled += 1
+            // Each connection made from a template re-arms it with the template's own timeout.
+            connections.rearm(template, deadline: now &+ Int64(connections[template].timeout) &* 1_000_000)
+        }
+        countConnection(server)
+        countIn(server, bytes: p.length)
+        transition(c, p, direction: .input)
+        connections[c].inPackets &+= 1
+        let forwarding = Forwarding(
+            connection: onePacket ? -1 : c, server: server, destination: Endpoint(dest.endpoint.address, destinationPort),
+            method: dest.forwarding, isNew: true)
+        if onePacket {
+            removeConnection(c)
+        } else {
+            connections.rearm(c, deadline: now &+ Int64(connections[c].timeout) &* 1_000_000)
+        }
+        return .forward(forwarding)
+    }
+
+    private enum PersistentChoice {
+        case found(template: Int32, server: Int32)
+        case none
+        case full
+    }
+
+    /// The kernel's `ip_vs_sched_persist`: find or make the client's template, then its real server.
+    private mutating func persistentServer(
+        _ id: Int32, _ service: VirtualService.Config, _ p: PacketSummary, flow: FlowKey, now: Int64
+    ) -> PersistentChoice {
+        let snet: IPAddress = p.source.isV6
+            ? p.source.masked(prefixLength: Int(service.netmask))
+            : p.source.masked(v4Mask: service.netmask)
+        var proto = p.protocolNumber
+        var virtual = p.destination
+        var virtualPort: UInt16 = 0
+        if p.destinationPort == service.key.port {
+            if service.key.port != 21 { virtualPort = p.destinationPort }
+        } else if case .fwmark(let mark, let family) = service.key {
+            proto = 0
+            virtual = family == .inet6 ? IPAddress(v6High: UInt64(mark) << 32, low: 0) : IPAddress(v4: mark)
+        }
+        let key = ConnectionKey(protocolNumber: proto, client: snet, clientPort: 0, virtual: virtual, virtualPort: virtualPort)
+        if let t = connections.find(key, template: true) {
+            let server = connections[t].server
+            if server >= 0, servers[Int(server)].isAvailable,
+               !(settings.expireQuiescentTemplate && servers[Int(server)].weight == 0) {
+                return .found(template: t, server: server)
+            }
+            // A stale template is made unmatchable and left to expire.
+            connections.rekey(t) { e in
+                e.virtualPort = 0xFFFF
+                e.destinationPort = 0xFFFF
+                e.clientPort = 0
+            }
+        }
+        guard let server = pickServer(id, flow: flow, now: now) else { return .none }
+        let dest = servers[Int(server)].config.endpoint
+        var entry = ConnectionEntry()
+        entry.protocolNumber = proto
+        entry.clientHigh = snet.high
+        entry.clientLow = snet.low
+        entry.virtualHigh = virtual.high
+        entry.virtualLow = virtual.low
+        entry.virtualPort = virtualPort
+        entry.destinationHigh = dest.address.high
+        entry.destinationLow = dest.address.low
+        entry.destinationPort = p.destinationPort == service.key.port && service.key.port != 21 ? dest.port : 0
+        entry.families = (snet.isV6 ? 1 : 0) | (dest.address.isV6 ? 2 : 0)
+        entry.fwmark = p.fwmark
+        entry.flags = ConnectionFlags.template.rawValue | UInt32(servers[Int(server)].config.forwarding.rawValue)
+        entry.timeout = service.persistenceTimeout &* 1000
+        entry.deadline = now &+ Int64(entry.timeout) &* 1_000_000
+        guard let t = connections.insert(entry) else { return .full }
+        bind(t, to: server)
+        return .found(template: t, server: server)
+    }
+
+    // MARK: Outbound
+
+    /// Handles a packet from a real server: a NAT reply is counted, moves the state machine, and gets
+    /// its source rewritten to the VIP.
+    public mutating func outbound(_ p: PacketSummary, now: Int64) -> OutboundVerdict {
+        expire(now: now)
+        guard let c = connections.findReply(
+            protocolNumber: p.protocolNumber, server: Endpoint(p.source, p.sourcePort),
+            client: Endpoint(p.destination, p.destinationPort)) else { return .notOurs }
+        let e = connections[c]
+        guard ConnectionFlags(rawValue: e.flags).forwarding == .masquerade else { return .notOurs }
+        if e.server >= 0 { countOut(e.server, bytes: p.length) }
+        transition(c, p, direction: .output)
+        connections.rearm(c, deadline: now &+ Int64(connections[c].timeout) &* 1_000_000)
+        return .masquerade(connection: c, virtual: Endpoint(e.virtual, e.virtualPort))
+    }
+
+    /// Moves a connection on for a segment an engine saw in `direction` without a full packet summary
+    /// (the proxy engine reports its socket events this way).
+    public mutating func update(
+        connection c: Int32, direction: PacketDirection, tcpFlags: TCPFlags, bytes: Int, now: Int64
+    ) {
+        guard connections.isLive(c) else { return }
+        var p = PacketSummary(protocolNumber: connections[c].protocolNumber, source: .anyV4, sourcePort: 0,
+                              destination: .anyV4, destinationPort: 0, tcpFlags: tcpFlags, length: bytes)
+        p.length = bytes
+        let server = connections[c].server
+        if server >= 0 {
+            if direction == .input { countIn(server, bytes: bytes) } else { countOut(server, bytes: bytes) }
+        }
+        transition(c, p, direction: direction)
+        connections.rearm(c, deadline: now &+ Int64(connections[c].timeout) &* 1_000_000)
+    }
+
+    // MARK: State
+
+    /// Runs the protocol's state machine for one packet and sets the timeout of the resulting state.
+    private mutating func transition(_ c: Int32, _ p: PacketSummary, direction: PacketDirection) {
+        let e = connections[c]
+        var flags = e.flags
+        let newState: UInt8
+        let active: Bool
+        let timeout: UInt32
+        switch e.protocolNumber {
+        case IPProtocol.tcp.rawValue:
+            var inputOnly = false
+            if flags & ConnectionFlags.noOutput.rawValue != 0 {
+                if direction == .output { flags &= ~ConnectionFlags.noOutput.rawValue } else { inputOnly = true }
+            }
+            let s = TCPStateMachine.next(from: TCPState(rawValue: e.state) ?? .none, flags: p.tcpFlags,
+                                         direction: direction, inputOnly: inputOnly, secure: settings.secureTCP)
+            newState = s.rawValue
+            active = s.isActive
+            timeout = timeouts.tcp[Int(s.rawValue)]
+        case IPProtocol.sctp.rawValue:
+            let current = SCTPState(rawValue: e.state) ?? .none
+            let s = p.sctpChunk?.next(from: current, direction: direction) ?? current
+            newState = s.rawValue
+            active = s == .established
+            timeout = timeouts.sctp[Int(s.rawValue)]
+        case IPProtocol.udp.rawValue:
+            newState = 0
+            active = false
+            timeout = timeouts.udp
+        default:
+            newState = 0
+            active = false
+            timeout = timeouts.other
+        }
+        if newState != e.state, e.server >= 0 {
+            let isInactive = flags & ConnectionFlags.inactive.rawValue != 0
+            if !isInactive && !active {
+                servers[Int(e.server)].activeConnections &-= 1
+                servers[Int(e.server)].inactiveConnections &+= 1
+                flags |= ConnectionFlags.inactive.rawValue
+                loadChanged(e.server)
+            } else if isInactive && active {
+                servers[Int(e.server)].activeConnections &+= 1
+                servers[Int(e.server)].inactiveConnections &-= 1
+                flags &= ~ConnectionFlags.inactive.rawValue
+                loadChanged(e.server)
+            }
+        }
+        connections[c].flags = flags
+        connections[c].state = newState
+        connections[c].timeout = timeout
+    }
+
+    // MARK: Binding and counting
+
+    /// The kernel's `ip_vs_bind_dest`: count the entry on its server and apply the upper threshold.
+    private mutating func bind(_ c: Int32, to server: Int32) {
+        connections[c].server = server
+        let isTemplate = connections[c].isTemplate
+        if isTemplate {
+            servers[Int(server)].persistentConnections &+= 1
+        } else if connections[c].flags & ConnectionFlags.inactive.rawValue != 0 {
+            servers[Int(server)].inactiveConnections &+= 1
+        } else {
+            servers[Int(server)].activeConnections &+= 1
+        }
+        let upper = servers[Int(server)].config.upperThreshold
+        if upper != 0, servers[Int(server)].connectionCount >= UInt64(upper) {
+            servers[Int(server)].isOverloaded = true
+        }
+        if !isTemplate { loadChanged(server) }
+    }
+
+    /// The kernel's `ip_vs_unbind_dest`: uncount the entry and apply the lower threshold.
+    private mutating func unbind(_ c: Int32) {
+        let server = connections[c].server
+        guard server >= 0 else { return }
+        connections[c].server = -1
+        var s = servers[Int(server)]
+        if connections[c].isTemplate {
+            s.persistentConnections &-= 1
+        } else if connections[c].flags & ConnectionFlags.inactive.rawValue != 0 {
+            s.inactiveConnections &-= 1
+        } else {
+            s.activeConnections &-= 1
+        }
+        if s.config.lowerThreshold != 0 {
+            if s.connectionCount < UInt64(s.config.lowerThreshold) { s.isOverloaded = false }
+        } else if s.config.upperThreshold != 0 {
+            if s.connectionCount * 4 < UInt64(s.config.upperThreshold) * 3 { s.isOverloaded = false }
+        } else {
+            s.isOverloaded = false
+        }
+        servers[Int(server)] = s
+        if !s.isAvailable && s.position == -1 && !s.isReferenced {
+            freeServer(server)
+        } else if s.position >= 0 {
+            loadChanged(server)
+        }
+    }
+
+    @inline(__always)
+    private mutating func loadChanged(_ server: Int32) {
+        let position = servers[Int(server)].position
+        guard position >= 0 else { return }
+        let service = servers[Int(server)].service
+        let p = ServerPool(members: services[Int(service)].members, servers: servers)
+        schedulers[Int(service)].loadChanged(at: Int(position), p)
+    }
+
+    @inline(__always)
+    private mutating func countConnection(_ server: Int32) {
+        servers[Int(server)].stats.countConnection()
+        services[Int(servers[Int(server)].service)].stats.countConnection()
+        totalStats.countConnection()
+    }
+
+    @inline(__always)
+    private mutating func countIn(_ server: Int32, bytes: Int) {
+        servers[Int(server)].stats.countIn(bytes: bytes)
+        let service = servers[Int(server)].service
+        if servers[Int(server)].isAvailable { services[Int(service)].stats.countIn(bytes: bytes) }
+        totalStats.countIn(bytes: bytes)
+    }
+
+    @inline(__always)
+    private mutating func countOut(_ server: Int32, bytes: Int) {
+        servers[Int(server)].stats.countOut(bytes: bytes)
+        let service = servers[Int(server)].service
+        if servers[Int(server)].isAvailable { services[Int(service)].stats.countOut(bytes: bytes) }
+        totalStats.countOut(bytes: bytes)
+    }
+
+    // MARK: Expiry
+
+    /// Expires every entry whose timer ran out by `now`. Entries that still control connections
+    /// (templates) are postponed by 60 s, as the kernel does.
+    public mutating func expire(now: Int64) {
+        connections.collectExpired(upTo: now, into: &expiredScratch)
+        guard !expiredScratch.isEmpty else { return }
+        for c in expiredScratch {
+            if connections[c].controlled > 0 {
+                connections[c].timeout = Timeouts.postponed
+                connections.rearmExpired(c, deadline: now &+ Int64(Timeouts.postponed) &* 1_000_000)
+            } else {
+                removeConnection(c, alreadyUnlinked: true)
+            }
+        }
+        expiredScratch.removeAll(keepingCapacity: true)
+    }
+
+    private mutating func removeConnection(_ c: Int32, alreadyUnlinked: Bool = false) {
+        unbind(c)
+        let control = connections[c].control
+        if control >= 0 {
+            connections[control].controlled &-= 1
+            connections[c].control = -1
+        }
+        if alreadyUnlinked { connections.rearmExpired(c, deadline: 0) }
+        connections.remove(c)
+    }
+}
