@@ -86,23 +86,87 @@ extension IPVS {
     @inline(__always)
     func findService(_ p: PacketSummary) -> Int32? {
         if p.fwmark != 0, servicesByFwmark > 0,
-           let id = serviceIndex[.fwmark(p.fwmark, p.destination.family)] {
+           let id = serviceLookup.find(0, 0, ServiceLookup.fwmarkMeta(p.fwmark, p.destination.family)) {
             return id
         }
-        guard let proto = IPProtocol(rawValue: p.protocolNumber) else { return nil }
-        if let id = serviceIndex[.address(proto, p.destination, p.destinationPort)] { return id }
-        if portZeroServices > 0, let id = serviceIndex[.address(proto, p.destination, 0)] { return id }
+        let a = p.destination
+        if let id = serviceLookup.find(a.high, a.low, ServiceLookup.addressMeta(p.protocolNumber, a.family, p.destinationPort)) {
+            return id
+        }
+        if portZeroServices > 0,
+           let id = serviceLookup.find(a.high, a.low, ServiceLookup.addressMeta(p.protocolNumber, a.family, 0)) {
+            return id
+        }
         return nil
     }
 
     // MARK: Inbound
 
+    /// Handles a burst of client packets (as a packet engine receives them from its ring): the memory
+    /// each lookup needs is loaded for the whole burst first, so the cache misses overlap, then each
+    /// packet is handled exactly as `inbound(_:now:)` does.
+    public mutating func inbound(
+        burst packets: UnsafeBufferPointer<PacketSummary>, now: Int64, into verdicts: inout [InboundVerdict]
+    ) {
+        verdicts.removeAll(keepingCapacity: true)
+        let n = packets.count
+        let g = IPVS.burstGroup
+        let ring = 3 * g
+        // A three-stage pipeline over groups of packets: while group k is handled, the entries of group
+        // k+1 and the index slots of group k+2 are being loaded, so memory latency overlaps with work.
+        // The hash computed for the pre-load is the one the lookup then uses.
+        // The scratch rings are moved out of self for the duration (no copy, no allocation).
+        var hashes = burstHashes
+        var slots = burstSlots
+        burstHashes = []
+        burstSlots = []
+        defer {
+            burstHashes = hashes
+            burstSlots = slots
+        }
+        func loadIndex(_ group: Int) {
+            let base = group * g
+            guard base < n else { return }
+            for i in base..<min(base + g, n) {
+                let h = connections.hash(of: packets[i])
+                hashes[i % ring] = h
+                slots[i % ring] = connections.warmIndex(hash: h)
+            }
+        }
+        func loadEntries(_ group: Int) -> UInt64 {
+            let base = group * g
+            guard base < n else { return 0 }
+            var warm: UInt64 = 0
+            for i in base..<min(base + g, n) { warm ^= connections.warmEntry(slots[i % ring]) }
+            return warm
+        }
+        loadIndex(0)
+        loadIndex(1)
+        var warm = loadEntries(0)
+        var group = 0
+        while group * g < n {
+            loadIndex(group + 2)
+            warm ^= loadEntries(group + 1)
+            let base = group * g
+            for i in base..<min(base + g, n) {
+                verdicts.append(inbound(packets[i], now: now, hash: hashes[i % ring]))
+            }
+            group += 1
+        }
+        warmSink ^= warm
+    }
+
     /// Handles a packet from a client: finds or creates its connection, runs the state machine, counts it.
     public mutating func inbound(_ p: PacketSummary, now: Int64) -> InboundVerdict {
+        inbound(p, now: now, hash: connections.hash(of: p))
+    }
+
+    @inline(__always)
+    mutating func inbound(_ p: PacketSummary, now: Int64, hash: UInt64) -> InboundVerdict {
         expire(now: now)
         let key = ConnectionKey(protocolNumber: p.protocolNumber, client: p.source, clientPort: p.sourcePort,
                                 virtual: p.destination, virtualPort: p.destinationPort)
-        if let c = connections.find(key, template: false) {
+        if let c = connections.find(key, template: false, hash: hash) {
             if reuseRequested(c, p) {
                 // conn_reuse_mode: a new SYN on a finished connection starts afresh.
                 removeConnection(c)
@@ -117,19 +181,23 @@ extension IPVS {
     private func reuseRequested(_ c: Int32, _ p: PacketSummary) -> Bool {
         guard settings.connectionReuseMode != 0 else { return false }
         let e = connections[c]
-        guard e.control < 0, e.controlled == 0 else { return false }
+        let finished: Bool
         switch p.protocolNumber {
         case IPProtocol.tcp.rawValue:
             guard p.tcpFlags.contains(.syn), !p.tcpFlags.contains(.ack), !p.tcpFlags.contains(.rst) else { return false }
             let state = TCPState(rawValue: e.state) ?? .none
-            return state == .timeWait || state == .close
+            finished = state == .timeWait || state == .close
                 || (settings.connectionReuseMode & 2 != 0 && state == .finWait
                     && e.flags & ConnectionFlags.noOutput.rawValue != 0)
         case IPProtocol.sctp.rawValue:
-            return p.sctpChunk == .initChunk && e.state == SCTPState.closed.rawValue
+            finished = p.sctpChunk == .initChunk && e.state == SCTPState.closed.rawValue
         default:
-            return false
+            finished = false
         }
+        guard finished else { return false }
+        // Connections controlled by a template, or controlling others, are not reused.
+        let cold = connections[cold: c]
+        return cold.control < 0 && cold.controlled == 0
     }
 
     private mutating func continueInbound(_ c: Int32, _ p: PacketSummary, now: Int64) -> InboundVerdict {
@@ -140,12 +208,11 @@ extension IPVS {
             return .drop
         }
         countIn(server, bytes: p.length)
-        transition(c, p, direction: .input)
-        connections[c].inPackets &+= 1
-        connections.rearm(c, deadline: now &+ Int64(connections[c].timeout) &* 1_000_000)
+        transition(c, p, direction: .input, now: now)
         let e = connections[c]
+        // A bound connection's destination address is its real server's.
         return .forward(Forwarding(
-            connection: c, server: server, destination: Endpoint(e.destination, e.destinationPort),
+            connection: c, server: server, destination: Endpoint(servers[Int(server)].config.endpoint.address, e.destinationPort),
             method: ConnectionFlags(rawValue: e.flags).forwarding, isNew: false))
     }
 
@@ -201,47 +268,41 @@ extension IPVS {
         }
         let dest = servers[Int(server)].config
         var entry = ConnectionEntry()
-        entry.protocolNumber = p.protocolNumber
-        entry.clientHigh = p.source.high
-        entry.clientLow = p.source.low
-        entry.clientPort = p.sourcePort
-        entry.virtualHigh = p.destination.high
-        entry.virtualLow = p.destination.low
-        entry.virtualPort = p.destinationPort
-        entry.destinationHigh = dest.endpoint.address.high
-        entry.destinationLow = dest.endpoint.address.low
-        entry.destinationPort = destinationPort
-        entry.families = (p.source.isV6 ? 1 : 0) | (dest.endpoint.address.isV6 ? 2 : 0)
-        entry.fwmark = p.fwmark
+        entry.hot.protocolNumber = p.protocolNumber
+        entry.hot.clientHigh = p.source.high
+        entry.hot.clientLow = p.source.low
+        entry.hot.clientPort = p.sourcePort
+        entry.hot.virtualHigh = p.destination.high
+        entry.hot.virtualLow = p.destination.low
+        entry.hot.virtualPort = p.destinationPort
+        entry.cold.destinationHigh = dest.endpoint.address.high
+        entry.cold.destinationLow = dest.endpoint.address.low
+        entry.hot.destinationPort = destinationPort
+        entry.hot.families = (p.source.isV6 ? 1 : 0) | (dest.endpoint.address.isV6 ? 2 : 0)
+        entry.cold.fwmark = p.fwmark
         var flags = UInt32(dest.forwarding.rawValue) | ConnectionFlags.inactive.rawValue
         if dest.forwarding != .masquerade { flags |= ConnectionFlags.noOutput.rawValue }
         if onePacket { flags |= ConnectionFlags.onePacket.rawValue }
-        entry.flags = flags
-        entry.timeout = Timeouts.initial
-        entry.deadline = now &+ Int64(Timeouts.initial) &* 1_000_000
-        entry.control = template
-        guard let c = connections.insert(entry, hashed: !onePacket) else {
+        entry.hot.flags = flags
+        entry.hot.timeout = Timeouts.initial
+        entry.cold.control = template
+        guard let c = connections.insert(entry, deadline: now &+ Int64(Timeouts.initial) &* 1_000_000, hashed: !onePacket) else {
             drops.tableFull &+= 1
             return .drop
         }
         bind(c, to: server)
         if template >= 0 {
-            connections[template].controlled += 1
+            connections[cold: template].controlled += 1
             // Each connection made from a template re-arms it with the template's own timeout.
             connections.rearm(template, deadline: now &+ Int64(connections[template].timeout) &* 1_000_000)
         }
         countConnection(server)
         countIn(server, bytes: p.length)
-        transition(c, p, direction: .input)
-        connections[c].inPackets &+= 1
+        transition(c, p, direction: .input, now: now)
         let forwarding = Forwarding(
             connection: onePacket ? -1 : c, server: server, destination: Endpoint(dest.endpoint.address, destinationPort),
             method: dest.forwarding, isNew: true)
-        if onePacket {
-            removeConnection(c)
-        } else {
-            connections.rearm(c, deadline: now &+ Int64(connections[c].timeout) &* 1_000_000)
-        }
+        if onePacket { removeConnection(c) }
         return .forward(forwarding)
     }
 
@@ -284,21 +345,20 @@ extension IPVS {
         guard let server = pickServer(id, flow: flow, now: now) else { return .none }
         let dest = servers[Int(server)].config.endpoint
         var entry = ConnectionEntry()
-        entry.protocolNumber = proto
-        entry.clientHigh = snet.high
-        entry.clientLow = snet.low
-        entry.virtualHigh = virtual.high
-        entry.virtualLow = virtual.low
-        entry.virtualPort = virtualPort
-        entry.destinationHigh = dest.address.high
-        entry.destinationLow = dest.address.low
-        entry.destinationPort = p.destinationPort == service.key.port && service.key.port != 21 ? dest.port : 0
-        entry.families = (snet.isV6 ? 1 : 0) | (dest.address.isV6 ? 2 : 0)
-        entry.fwmark = p.fwmark
-        entry.flags = ConnectionFlags.template.rawValue | UInt32(servers[Int(server)].config.forwarding.rawValue)
-        entry.timeout = service.persistenceTimeout &* 1000
-        entry.deadline = now &+ Int64(entry.timeout) &* 1_000_000
-        guard let t = connections.insert(entry) else { return .full }
+        entry.hot.protocolNumber = proto
+        entry.hot.clientHigh = snet.high
+        entry.hot.clientLow = snet.low
+        entry.hot.virtualHigh = virtual.high
+        entry.hot.virtualLow = virtual.low
+        entry.hot.virtualPort = virtualPort
+        entry.cold.destinationHigh = dest.address.high
+        entry.cold.destinationLow = dest.address.low
+        entry.hot.destinationPort = p.destinationPort == service.key.port && service.key.port != 21 ? dest.port : 0
+        entry.hot.families = (snet.isV6 ? 1 : 0) | (dest.address.isV6 ? 2 : 0)
+        entry.cold.fwmark = p.fwmark
+        entry.hot.flags = ConnectionFlags.template.rawValue | UInt32(servers[Int(server)].config.forwarding.rawValue)
+        entry.hot.timeout = service.persistenceTimeout &* 1000
+        guard let t = connections.insert(entry, deadline: now &+ Int64(entry.hot.timeout) &* 1_000_000) else { return .full }
         bind(t, to: server)
         return .found(template: t, server: server)
     }
@@ -312,12 +372,11 @@ extension IPVS {
         guard let c = connections.findReply(
             protocolNumber: p.protocolNumber, server: Endpoint(p.source, p.sourcePort),
             client: Endpoint(p.destination, p.destinationPort)) else { return .notOurs }
-        let e = connections[c]
-        guard ConnectionFlags(rawValue: e.flags).forwarding == .masquerade else { return .notOurs }
-        if e.server >= 0 { countOut(e.server, bytes: p.length) }
-        transition(c, p, direction: .output)
-        connections.rearm(c, deadline: now &+ Int64(connections[c].timeout) &* 1_000_000)
-        return .masquerade(connection: c, virtual: Endpoint(e.virtual, e.virtualPort))
+        let e = connections.entry(c)
+        guard ConnectionFlags(rawValue: e.hot.flags).forwarding == .masquerade else { return .notOurs }
+        if e.hot.server >= 0 { countOut(e.hot.server, bytes: p.length) }
+        transition(c, p, direction: .output, now: now)
+        return .masquerade(connection: c, virtual: Endpoint(e.virtual, e.hot.virtualPort))
     }
 
     /// Moves a connection on for a segment an engine saw in `direction` without a full packet summary
@@ -333,14 +392,14 @@ extension IPVS {
         if server >= 0 {
             if direction == .input { countIn(server, bytes: bytes) } else { countOut(server, bytes: bytes) }
         }
-        transition(c, p, direction: direction)
-        connections.rearm(c, deadline: now &+ Int64(connections[c].timeout) &* 1_000_000)
+        transition(c, p, direction: direction, now: now)
     }
 
     // MARK: State
 
-    /// Runs the protocol's state machine for one packet and sets the timeout of the resulting state.
-    private mutating func transition(_ c: Int32, _ p: PacketSummary, direction: PacketDirection) {
+    /// Runs the protocol's state machine for one packet, sets the timeout of the resulting state and
+    /// re-arms the timer with it: everything a packet changes in its entry, in one write.
+    private mutating func transition(_ c: Int32, _ p: PacketSummary, direction: PacketDirection, now: Int64) {
         let e = connections[c]
         var flags = e.flags
         let newState: UInt8
@@ -386,9 +445,8 @@ extension IPVS {
                 loadChanged(e.server)
             }
         }
-        connections[c].flags = flags
-        connections[c].state = newState
-        connections[c].timeout = timeout
+        connections.update(c, flags: flags, state: newState, timeout: timeout, countPacket: direction == .input,
+                           deadline: now &+ Int64(timeout) &* 1_000_000)
     }
 
     // MARK: Binding and counting
@@ -479,24 +537,23 @@ extension IPVS {
         connections.collectExpired(upTo: now, into: &expiredScratch)
         guard !expiredScratch.isEmpty else { return }
         for c in expiredScratch {
-            if connections[c].controlled > 0 {
+            if connections[cold: c].controlled > 0 {
                 connections[c].timeout = Timeouts.postponed
                 connections.rearmExpired(c, deadline: now &+ Int64(Timeouts.postponed) &* 1_000_000)
             } else {
-                removeConnection(c, alreadyUnlinked: true)
+                removeConnection(c)
             }
         }
         expiredScratch.removeAll(keepingCapacity: true)
     }
 
-    private mutating func removeConnection(_ c: Int32, alreadyUnlinked: Bool = false) {
+    private mutating func removeConnection(_ c: Int32) {
         unbind(c)
-        let control = connections[c].control
+        let control = connections[cold: c].control
         if control >= 0 {
-            connections[control].controlled &-= 1
-            connections[c].control = -1
+            connections[cold: control].controlled &-= 1
+            connections[cold: c].control = -1
         }
-        if alreadyUnlinked { connections.rearmExpired(c, deadline: 0) }
         connections.remove(c)
     }
 }

@@ -72,24 +72,25 @@ extension IPVS {
     /// Every connection and template, with the time left at `now`.
     public func connectionSnapshots(now: Int64) -> [ConnectionSnapshot] {
         connections.liveIndices.map { i in
-            let e = connections[i]
-            let flags = ConnectionFlags(rawValue: e.flags)
+            let e = connections.entry(i)
+            let flags = ConnectionFlags(rawValue: e.hot.flags)
             let name: String
             if flags.contains(.template) {
-                name = e.state == 1 ? "ASSURED" : "NONE"
+                name = e.hot.state == 1 ? "ASSURED" : "NONE"
             } else {
-                switch e.protocolNumber {
-                case IPProtocol.tcp.rawValue: name = TCPState(rawValue: e.state)?.name ?? "ERR!"
+                switch e.hot.protocolNumber {
+                case IPProtocol.tcp.rawValue: name = TCPState(rawValue: e.hot.state)?.name ?? "ERR!"
                 case IPProtocol.udp.rawValue: name = "UDP"
-                case IPProtocol.sctp.rawValue: name = SCTPState(rawValue: e.state)?.name ?? "ERR!"
+                case IPProtocol.sctp.rawValue: name = SCTPState(rawValue: e.hot.state)?.name ?? "ERR!"
                 case 0: name = "NONE"
                 default: name = "ERR!"
                 }
             }
+            let expires = connections.time(ofTick: e.hot.deadline) - now
             return ConnectionSnapshot(
-                protocolNumber: e.protocolNumber, client: Endpoint(e.client, e.clientPort),
-                virtual: Endpoint(e.virtual, e.virtualPort), destination: Endpoint(e.destination, e.destinationPort),
-                flags: flags, stateName: name, expiresIn: max(0, (e.deadline - now) / 1_000_000), fwmark: e.fwmark)
+                protocolNumber: e.hot.protocolNumber, client: Endpoint(e.client, e.hot.clientPort),
+                virtual: Endpoint(e.virtual, e.hot.virtualPort), destination: Endpoint(e.destination, e.hot.destinationPort),
+                flags: flags, stateName: name, expiresIn: max(0, expires / 1_000_000), fwmark: e.cold.fwmark)
         }
     }
 }

@@ -22,7 +22,10 @@ public struct IPVS: Sendable {
     var services: [ServiceSlot] = []
     var schedulers: [SchedulerState] = []
     var freeServices: [Int32] = []
-    var serviceIndex: [VirtualService.Key: Int32] = [:]
+    var serviceIndex: [VirtualService.Key: Int32] = [:] {
+        didSet { serviceLookup.rebuild(serviceIndex) }
+    }
+    var serviceLookup = ServiceLookup()
     var servicesByFwmark = 0
     var portZeroServices = 0
     var nextSequence: UInt64 = 0
@@ -34,10 +37,21 @@ public struct IPVS: Sendable {
     public internal(set) var totalStats = Statistics()
     public internal(set) var drops = DropCounters()
     var expiredScratch: [Int32] = []
+    /// Keeps the burst pre-loads from being optimised away.
+    var warmSink: UInt64 = 0
+    /// Index slots of the burst group being pre-loaded.
+    var burstSlots = [UInt64](repeating: 0, count: 3 * IPVS.burstGroup)
+    var burstHashes = [UInt64](repeating: 0, count: 3 * IPVS.burstGroup)
+    static let burstGroup = 8
 
-    public init(settings: IPVSSettings = IPVSSettings(), now: Int64 = 0) {
+    /// - Parameters:
+    ///   - now: the caller's clock at creation; later times are measured on the same clock.
+    ///   - prepareMemory: called once for each large region of the connection table before it is first
+    ///     touched (the daemon uses it to ask for huge pages); the core itself makes no system calls.
+    public init(settings: IPVSSettings = IPVSSettings(), now: Int64 = 0, prepareMemory: MemoryPreparation? = nil) {
         self.settings = settings
-        connections = ConnectionTable(capacity: settings.maxConnections, seed: settings.hashSeed, now: now)
+        connections = ConnectionTable(capacity: settings.maxConnections, seed: settings.hashSeed, now: now,
+                                      prepare: prepareMemory)
         expiredScratch.reserveCapacity(1024)
     }
 
@@ -268,7 +282,23 @@ public struct IPVS: Sendable {
         return servers[Int(s)].config.endpoint
     }
 
-    @inline(__always)
+    /// A stable handle for a service, for callers that schedule many flows for it (engines cache it).
+    public func serviceHandle(for key: VirtualService.Key) -> Int32? { serviceIndex[key] }
+
+    /// Runs the scheduler of a service (by handle) for a flow and returns the real server's slot; see
+    /// `realServer(_:)`. No connection is created.
+    @inlinable
+    public mutating func pick(service handle: Int32, flow: FlowKey, now: Int64 = 0) -> Int32? {
+        pickServer(handle, flow: flow, now: now)
+    }
+
+    /// The real server in a slot returned by `pick(service:flow:)` or a `Forwarding`.
+    public func realServer(_ slot: Int32) -> RealServer { servers[Int(slot)] }
+
+    /// Bytes one connection-table entry takes, its share of the hash index included.
+    public static func connectionEntryBytes(capacity: Int) -> Int { ConnectionTable.bytesPerEntry(capacity: capacity) }
+
+    @usableFromInline @inline(__always)
     mutating func pickServer(_ id: Int32, flow: FlowKey, now: Int64) -> Int32? {
         let p = ServerPool(members: services[Int(id)].members, servers: servers)
         return schedulers[Int(id)].pick(p, flow: flow, flags: services[Int(id)].config.flags, now: now)

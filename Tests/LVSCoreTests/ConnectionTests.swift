@@ -205,6 +205,46 @@ import Testing
     }
 }
 
+@Suite struct BurstAndCopyTests {
+    let vip = ep("10.0.0.100:80")
+
+    func packets() -> [PacketSummary] {
+        var out: [PacketSummary] = []
+        for i in 0..<300 {
+            let c = Endpoint(IPAddress(v4: 0xC0A8_0000 + UInt32(i % 97)), UInt16(1000 + i % 50))
+            let flags: TCPFlags = i % 3 == 0 ? .syn : (i % 3 == 1 ? .ack : [.fin, .ack])
+            out.append(.tcp(from: c, to: i % 11 == 0 ? ep("10.0.0.100:81") : vip, flags: flags, length: 40 + i))
+        }
+        return out
+    }
+
+    @Test func burstsDecideExactlyAsSinglePackets() throws {
+        var a = try makeTable(scheduler: "wlc", servers: [("172.16.0.2:8080", 1), ("172.16.0.3:8080", 2)])
+        var b = a
+        let ps = packets()
+        let single = ps.map { a.inbound($0, now: 5 * second) }
+        var burst: [InboundVerdict] = []
+        ps.withUnsafeBufferPointer { b.inbound(burst: $0, now: 5 * second, into: &burst) }
+        #expect(single == burst)
+        #expect(a.serviceSnapshots == b.serviceSnapshots)
+        #expect(a.connectionSnapshots(now: 5 * second) == b.connectionSnapshots(now: 5 * second))
+    }
+
+    @Test func copiesAreIndependentValues() throws {
+        var a = try makeTable(scheduler: "rr", servers: [("172.16.0.2:8080", 1)])
+        _ = open(&a, from: ep("192.168.0.5:1000"), to: vip)
+        let before = a.connectionSnapshots(now: 0)
+        var b = a
+        _ = b.inbound(.tcp(from: ep("192.168.0.5:1000"), to: vip, flags: .ack), now: 0)
+        _ = open(&b, from: ep("192.168.0.6:1000"), to: vip)
+        #expect(a.connectionSnapshots(now: 0) == before)
+        #expect(b.connectionCount == 2)
+        #expect(a.connectionCount == 1)
+        b.expire(now: 10_000 * second)
+        #expect(a.connectionCount == 1)
+    }
+}
+
 @Suite struct PersistenceTests {
     let vip = ep("10.0.0.100:80")
     let key = tcp("10.0.0.100:80")

@@ -19,30 +19,20 @@ public struct ConnectionFlags: OptionSet, Sendable, Hashable {
     }
 }
 
-/// One entry of the connection table: a connection or a persistence template. 104 bytes.
-struct ConnectionEntry {
+/// The part of an entry a lookup compares and every packet updates: one 64-byte cache line.
+struct HotEntry {
     var clientHigh: UInt64 = 0
     var clientLow: UInt64 = 0
     var virtualHigh: UInt64 = 0
     var virtualLow: UInt64 = 0
-    var destinationHigh: UInt64 = 0
-    var destinationLow: UInt64 = 0
-    /// When the entry expires (nanoseconds on the caller's clock).
-    var deadline: Int64 = 0
     var flags: UInt32 = 0
-    var fwmark: UInt32 = 0
-    /// Current timeout in milliseconds.
-    var timeout: UInt32 = 0
-    var inPackets: UInt32 = 0
     /// Real server slot, or -1 when unbound.
     var server: Int32 = -1
-    /// The template controlling this connection, or -1.
-    var control: Int32 = -1
-    /// How many connections this entry controls.
-    var controlled: UInt32 = 0
-    /// Timer-wheel links (also the free-list link).
-    var next: Int32 = -1
-    var prev: Int32 = -1
+    /// Current timeout in milliseconds.
+    var timeout: UInt32 = 0
+    /// Expiry, in wheel ticks since the table's epoch.
+    var deadline: UInt32 = 0
+    var inPackets: UInt32 = 0
     var clientPort: UInt16 = 0
     var virtualPort: UInt16 = 0
     var destinationPort: UInt16 = 0
@@ -51,18 +41,41 @@ struct ConnectionEntry {
     /// Bit 0: the client/virtual side is IPv6; bit 1: the real server is IPv6; bit 7: in use.
     var families: UInt8 = 0
 
+    var isTemplate: Bool { flags & ConnectionFlags.template.rawValue != 0 }
+}
+
+/// The rest of an entry: touched when a connection is created, expires, or is listed. 40 bytes.
+struct ColdEntry {
+    var destinationHigh: UInt64 = 0
+    var destinationLow: UInt64 = 0
+    var fwmark: UInt32 = 0
+    /// The template controlling this connection, or -1.
+    var control: Int32 = -1
+    /// How many connections this entry controls.
+    var controlled: UInt32 = 0
+    /// Timer-wheel links (also the free-list link).
+    var next: Int32 = -1
+    var prev: Int32 = -1
+}
+
+/// A whole entry, for creating and listing connections.
+struct ConnectionEntry {
+    var hot = HotEntry()
+    var cold = ColdEntry()
+
     var client: IPAddress {
-        families & 1 != 0 ? IPAddress(v6High: clientHigh, low: clientLow) : IPAddress(v4: UInt32(truncatingIfNeeded: clientLow))
+        hot.families & 1 != 0 ? IPAddress(v6High: hot.clientHigh, low: hot.clientLow)
+            : IPAddress(v4: UInt32(truncatingIfNeeded: hot.clientLow))
     }
     var virtual: IPAddress {
-        families & 1 != 0 ? IPAddress(v6High: virtualHigh, low: virtualLow) : IPAddress(v4: UInt32(truncatingIfNeeded: virtualLow))
+        hot.families & 1 != 0 ? IPAddress(v6High: hot.virtualHigh, low: hot.virtualLow)
+            : IPAddress(v4: UInt32(truncatingIfNeeded: hot.virtualLow))
     }
     var destination: IPAddress {
-        families & 2 != 0
-            ? IPAddress(v6High: destinationHigh, low: destinationLow)
-            : IPAddress(v4: UInt32(truncatingIfNeeded: destinationLow))
+        hot.families & 2 != 0
+            ? IPAddress(v6High: cold.destinationHigh, low: cold.destinationLow)
+            : IPAddress(v4: UInt32(truncatingIfNeeded: cold.destinationLow))
     }
-    var isTemplate: Bool { flags & ConnectionFlags.template.rawValue != 0 }
 }
 
 /// The lookup key of an entry from the client side (what an inbound packet carries).
@@ -82,6 +95,61 @@ public struct ConnectionKey: Sendable, Hashable {
     }
 }
 
+/// Lets the owner of the process prepare large table memory before it is first touched (the daemon
+/// asks the kernel for transparent huge pages there). Called once per region, from the initialiser.
+public typealias MemoryPreparation = (UnsafeMutableRawBufferPointer) -> Void
+
+/// The table's memory: entries split in a hot and a cold array, and the hash index. Shared between
+/// copies of a `ConnectionTable` until one of them writes (copy on write).
+final class ConnectionStorage: @unchecked Sendable {
+    // @unchecked Sendable: a storage object is only mutated through a ConnectionTable that holds the
+    // sole reference (every mutating path calls makeUnique first), so no two owners write it.
+    let slots: Int
+    let indexSize: Int
+    let hot: UnsafeMutablePointer<HotEntry>
+    let cold: UnsafeMutablePointer<ColdEntry>
+    let index: UnsafeMutablePointer<UInt64>
+    /// Entries ever handed out (the rest of the arrays has never been touched).
+    var highWater: Int
+
+    private static func allocate(_ bytes: Int, prepare: MemoryPreparation?) -> UnsafeMutableRawPointer {
+        // Large regions are 2 MiB aligned so that huge pages can back them.
+        let alignment = bytes >= 4 << 20 ? 2 << 20 : 64
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: alignment)
+        prepare?(UnsafeMutableRawBufferPointer(start: raw, count: bytes))
+        return raw
+    }
+
+    init(slots: Int, indexSize: Int, prepare: MemoryPreparation?) {
+        self.slots = slots
+        self.indexSize = indexSize
+        hot = ConnectionStorage.allocate(slots * MemoryLayout<HotEntry>.stride, prepare: prepare)
+            .bindMemory(to: HotEntry.self, capacity: slots)
+        cold = ConnectionStorage.allocate(slots * MemoryLayout<ColdEntry>.stride, prepare: prepare)
+            .bindMemory(to: ColdEntry.self, capacity: slots)
+        index = ConnectionStorage.allocate(indexSize * 8, prepare: prepare).bindMemory(to: UInt64.self, capacity: indexSize)
+        index.initialize(repeating: 0, count: indexSize)
+        highWater = 0
+    }
+
+    func copy() -> ConnectionStorage {
+        let c = ConnectionStorage(slots: slots, indexSize: indexSize, prepare: nil)
+        c.hot.initialize(from: hot, count: highWater)
+        c.cold.initialize(from: cold, count: highWater)
+        c.index.update(from: index, count: indexSize)
+        c.highWater = highWater
+        return c
+    }
+
+    deinit {
+        hot.deinitialize(count: highWater)
+        cold.deinitialize(count: highWater)
+        UnsafeMutableRawPointer(hot).deallocate()
+        UnsafeMutableRawPointer(cold).deallocate()
+        UnsafeMutableRawPointer(index).deallocate()
+    }
+}
+
 /// A bounded, preallocated connection table: open addressing over the client side of each entry
 /// (so both directions of a NAT connection are found from one hash, as the kernel does), and a hashed
 /// timer wheel for expiry driven by the time the caller passes in. No allocation after creation.
@@ -93,65 +161,105 @@ struct ConnectionTable {
 
     let capacity: Int
     private(set) var count = 0
-    /// Entry storage: the first `wheelSlots` entries are the wheel's list heads (sentinels).
-    private var entries: ContiguousArray<ConnectionEntry>
+    /// Entries 0 ..< wheelSlots are the wheel's list heads (sentinels); connections follow.
+    private var storage: ConnectionStorage
     private var freeHead: Int32 = -1
-    /// Open-addressing index: 0 is empty, otherwise hash tag (high 32 bits) | entry index (low 32).
-    private var index: ContiguousArray<UInt64>
     private let indexMask: Int
     private let seed: UInt64
+    /// The caller's time at tick 0.
+    let epoch: Int64
     /// The last wheel tick processed.
     private var processedTick: Int64
 
-    init(capacity: Int, seed: UInt64, now: Int64 = 0) {
+    init(capacity: Int, seed: UInt64, now: Int64 = 0, prepare: MemoryPreparation? = nil) {
         precondition(capacity > 0 && capacity < Int(Int32.max) - ConnectionTable.wheelSlots)
         self.capacity = capacity
         self.seed = seed
-        let slots = ConnectionTable.wheelSlots
-        entries = ContiguousArray()
-        entries.reserveCapacity(slots + capacity)
-        for i in 0..<slots {
-            var head = ConnectionEntry()
+        let size = ConnectionTable.indexSize(capacity: capacity)
+        storage = ConnectionStorage(slots: ConnectionTable.wheelSlots + capacity, indexSize: size, prepare: prepare)
+        indexMask = size - 1
+        epoch = now
+        processedTick = 0
+        for i in 0..<ConnectionTable.wheelSlots {
+            var head = ColdEntry()
             head.next = Int32(i)
             head.prev = Int32(i)
-            entries.append(head)
+            (storage.hot + i).initialize(to: HotEntry())
+            (storage.cold + i).initialize(to: head)
         }
+        storage.highWater = ConnectionTable.wheelSlots
+    }
+
+    static func indexSize(capacity: Int) -> Int {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
-        index = ContiguousArray(repeating: 0, count: size)
-        indexMask = size - 1
-        processedTick = now / ConnectionTable.tickNanoseconds
+        return size
     }
 
     /// Bytes of table memory per connection at full capacity (entry plus its share of the index).
     static func bytesPerEntry(capacity: Int) -> Int {
-        var size = 16
-        while size < capacity * 2 { size <<= 1 }
-        return MemoryLayout<ConnectionEntry>.stride + size * MemoryLayout<UInt64>.stride / capacity
+        MemoryLayout<HotEntry>.stride + MemoryLayout<ColdEntry>.stride
+            + indexSize(capacity: capacity) * MemoryLayout<UInt64>.stride / capacity
+    }
+
+    @inline(__always)
+    private mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
     }
 
     // MARK: Entries
 
+    /// The hot part of an entry.
     @inline(__always)
-    subscript(i: Int32) -> ConnectionEntry {
-        get { entries[Int(i)] }
-        _modify { yield &entries[Int(i)] }
+    subscript(i: Int32) -> HotEntry {
+        get { storage.hot[Int(i)] }
+        _modify {
+            makeUnique()
+            yield &storage.hot[Int(i)]
+        }
+    }
+
+    /// The cold part of an entry.
+    @inline(__always)
+    subscript(cold i: Int32) -> ColdEntry {
+        get { storage.cold[Int(i)] }
+        _modify {
+            makeUnique()
+            yield &storage.cold[Int(i)]
+        }
+    }
+
+    func entry(_ i: Int32) -> ConnectionEntry {
+        ConnectionEntry(hot: storage.hot[Int(i)], cold: storage.cold[Int(i)])
     }
 
     /// Whether `i` names an entry in use.
     func isLive(_ i: Int32) -> Bool {
-        Int(i) >= ConnectionTable.wheelSlots && Int(i) < entries.count && entries[Int(i)].families & 0x80 != 0
+        Int(i) >= ConnectionTable.wheelSlots && Int(i) < storage.highWater && storage.hot[Int(i)].families & 0x80 != 0
     }
 
     /// Indices of the live entries (for listings; allocates).
     var liveIndices: [Int32] {
         var out: [Int32] = []
         out.reserveCapacity(count)
-        for i in ConnectionTable.wheelSlots..<entries.count where entries[i].families & 0x80 != 0 {
+        for i in ConnectionTable.wheelSlots..<storage.highWater where storage.hot[i].families & 0x80 != 0 {
             out.append(Int32(i))
         }
         return out
     }
+
+    // MARK: Time
+
+    /// The first tick at or after a time.
+    @inline(__always)
+    func tick(atOrAfter time: Int64) -> Int64 {
+        let t = time &- epoch
+        return t <= 0 ? 0 : (t + ConnectionTable.tickNanoseconds - 1) / ConnectionTable.tickNanoseconds
+    }
+
+    /// The time a deadline tick stands for.
+    @inline(__always)
+    func time(ofTick t: UInt32) -> Int64 { epoch &+ Int64(t) &* ConnectionTable.tickNanoseconds }
 
     // MARK: Hashing
 
@@ -162,25 +270,39 @@ struct ConnectionTable {
     }
 
     @inline(__always)
-    private func hash(of e: ConnectionEntry) -> UInt64 {
+    private func hash(of e: HotEntry) -> UInt64 {
         hash(protocolNumber: e.protocolNumber, clientHigh: e.clientHigh, clientLow: e.clientLow, clientPort: e.clientPort)
+    }
+
+    /// The hash a client-side packet's entry is indexed under.
+    @inline(__always)
+    func hash(of p: PacketSummary) -> UInt64 {
+        hash(protocolNumber: p.protocolNumber, clientHigh: p.source.high, clientLow: p.source.low, clientPort: p.sourcePort)
     }
 
     /// Finds the entry a client-side packet (or a template key) belongs to.
     @inline(__always)
     func find(_ key: ConnectionKey, template: Bool) -> Int32? {
-        let h = hash(protocolNumber: key.protocolNumber, clientHigh: key.client.high, clientLow: key.client.low,
-                     clientPort: key.clientPort)
+        find(key, template: template,
+             hash: hash(protocolNumber: key.protocolNumber, clientHigh: key.client.high, clientLow: key.client.low,
+                        clientPort: key.clientPort))
+    }
+
+    /// `find` with the key's hash already computed.
+    @inline(__always)
+    func find(_ key: ConnectionKey, template: Bool, hash h: UInt64) -> Int32? {
         let tag = h & 0xFFFF_FFFF
         let familyBit: UInt8 = key.client.isV6 ? 1 : 0
         let templateBit = template ? ConnectionFlags.template.rawValue : 0
+        let index = storage.index
+        let hot = storage.hot
         var slot = Int(truncatingIfNeeded: h) & indexMask
         while true {
             let v = index[slot]
             if v == 0 { return nil }
             if v >> 32 == tag {
                 let i = Int(v & 0xFFFF_FFFF)
-                let e = entries[i]
+                let e = hot[i]
                 if e.clientLow == key.client.low && e.clientPort == key.clientPort && e.virtualPort == key.virtualPort
                     && e.virtualLow == key.virtual.low && e.protocolNumber == key.protocolNumber
                     && e.clientHigh == key.client.high && e.virtualHigh == key.virtual.high
@@ -193,6 +315,20 @@ struct ConnectionTable {
         }
     }
 
+    /// First stage of a burst pre-load: reads the index slot a client packet hashes to, so the miss
+    /// starts now (a software prefetch done with a plain load). Returns the slot's content.
+    @inline(__always)
+    func warmIndex(hash h: UInt64) -> UInt64 {
+        storage.index[Int(truncatingIfNeeded: h) & indexMask]
+    }
+
+    /// Second stage: reads the entry an index slot points at.
+    @inline(__always)
+    func warmEntry(_ slot: UInt64) -> UInt64 {
+        guard slot != 0 else { return 0 }
+        return storage.hot[Int(slot & 0xFFFF_FFFF)].clientLow
+    }
+
     /// Finds the NAT connection a reply from `server` to `client` belongs to.
     func findReply(protocolNumber: UInt8, server: Endpoint, client: Endpoint) -> Int32? {
         let h = hash(protocolNumber: protocolNumber, clientHigh: client.address.high, clientLow: client.address.low,
@@ -200,15 +336,17 @@ struct ConnectionTable {
         let tag = h & 0xFFFF_FFFF
         var slot = Int(truncatingIfNeeded: h) & indexMask
         while true {
-            let v = index[slot]
+            let v = storage.index[slot]
             if v == 0 { return nil }
             if v >> 32 == tag {
                 let i = Int(v & 0xFFFF_FFFF)
-                let e = entries[i]
+                let e = storage.hot[i]
                 if e.clientLow == client.address.low && e.clientHigh == client.address.high && e.clientPort == client.port
-                    && e.destinationLow == server.address.low && e.destinationHigh == server.address.high
                     && e.destinationPort == server.port && e.protocolNumber == protocolNumber && !e.isTemplate {
-                    return Int32(i)
+                    let c = storage.cold[i]
+                    if c.destinationLow == server.address.low && c.destinationHigh == server.address.high {
+                        return Int32(i)
+                    }
                 }
             }
             slot = (slot + 1) & indexMask
@@ -217,19 +355,24 @@ struct ConnectionTable {
 
     // MARK: Insert and remove
 
-    /// Stores a new entry, indexes it and arms its timer. Nil when the table is full.
-    mutating func insert(_ entry: ConnectionEntry, hashed: Bool = true) -> Int32? {
+    /// Stores a new entry, indexes it and arms its timer for `deadline` (caller's time). Nil when full.
+    mutating func insert(_ entry: ConnectionEntry, deadline: Int64, hashed: Bool = true) -> Int32? {
         guard count < capacity else { return nil }
+        makeUnique()
         var e = entry
-        e.families |= 0x80
+        e.hot.families |= 0x80
+        e.hot.deadline = UInt32(clamping: tick(atOrAfter: deadline))
         let i: Int32
         if freeHead >= 0 {
             i = freeHead
-            freeHead = entries[Int(i)].next
-            entries[Int(i)] = e
+            freeHead = storage.cold[Int(i)].next
+            storage.hot[Int(i)] = e.hot
+            storage.cold[Int(i)] = e.cold
         } else {
-            i = Int32(entries.count)
-            entries.append(e)
+            i = Int32(storage.highWater)
+            (storage.hot + Int(i)).initialize(to: e.hot)
+            (storage.cold + Int(i)).initialize(to: e.cold)
+            storage.highWater += 1
         }
         count += 1
         if hashed { addToIndex(i) }
@@ -239,28 +382,30 @@ struct ConnectionTable {
 
     /// Unindexes, unlinks and frees an entry.
     mutating func remove(_ i: Int32) {
+        makeUnique()
         unlink(i)
         removeFromIndex(i)
-        entries[Int(i)].families = 0
-        entries[Int(i)].next = freeHead
+        storage.hot[Int(i)].families = 0
+        storage.cold[Int(i)].next = freeHead
         freeHead = i
         count -= 1
     }
 
     private mutating func addToIndex(_ i: Int32) {
-        let h = hash(of: entries[Int(i)])
+        let h = hash(of: storage.hot[Int(i)])
         var slot = Int(truncatingIfNeeded: h) & indexMask
-        while index[slot] != 0 { slot = (slot + 1) & indexMask }
-        index[slot] = (h & 0xFFFF_FFFF) << 32 | UInt64(UInt32(i))
-        entries[Int(i)].flags |= ConnectionFlags.hashed.rawValue
+        while storage.index[slot] != 0 { slot = (slot + 1) & indexMask }
+        storage.index[slot] = (h & 0xFFFF_FFFF) << 32 | UInt64(UInt32(i))
+        storage.hot[Int(i)].flags |= ConnectionFlags.hashed.rawValue
     }
 
     private mutating func removeFromIndex(_ i: Int32) {
-        guard entries[Int(i)].flags & ConnectionFlags.hashed.rawValue != 0 else { return }
-        entries[Int(i)].flags &= ~ConnectionFlags.hashed.rawValue
-        let h = hash(of: entries[Int(i)])
+        guard storage.hot[Int(i)].flags & ConnectionFlags.hashed.rawValue != 0 else { return }
+        storage.hot[Int(i)].flags &= ~ConnectionFlags.hashed.rawValue
+        let index = storage.index
+        let h = hash(of: storage.hot[Int(i)])
         var slot = Int(truncatingIfNeeded: h) & indexMask
-        while index[slot] & 0xFFFF_FFFF != UInt64(UInt32(i)) || index[slot] == 0 {
+        while index[slot] & 0xFFFF_FFFF != UInt64(UInt32(i)) {
             if index[slot] == 0 { return }
             slot = (slot + 1) & indexMask
         }
@@ -272,9 +417,7 @@ struct ConnectionTable {
             let v = index[j]
             if v == 0 { break }
             let ideal = Int(v >> 32) & indexMask
-            let distanceToHole = (hole - ideal) & indexMask
-            let distanceToJ = (j - ideal) & indexMask
-            if distanceToHole <= distanceToJ {
+            if (hole - ideal) & indexMask <= (j - ideal) & indexMask {
                 index[hole] = v
                 hole = j
             }
@@ -283,47 +426,65 @@ struct ConnectionTable {
     }
 
     /// Re-keys an entry after its client-side fields changed (used to neutralise a stale template).
-    mutating func rekey(_ i: Int32, _ change: (inout ConnectionEntry) -> Void) {
-        let hashed = entries[Int(i)].flags & ConnectionFlags.hashed.rawValue != 0
+    mutating func rekey(_ i: Int32, _ change: (inout HotEntry) -> Void) {
+        makeUnique()
+        let hashed = storage.hot[Int(i)].flags & ConnectionFlags.hashed.rawValue != 0
         if hashed { removeFromIndex(i) }
-        change(&entries[Int(i)])
+        change(&storage.hot[Int(i)])
         if hashed { addToIndex(i) }
     }
 
     // MARK: Timer wheel
 
-    @inline(__always)
-    private static func tick(for deadline: Int64) -> Int64 {
-        // The first tick at or after the deadline.
-        (deadline + tickNanoseconds - 1) / tickNanoseconds
-    }
-
     private mutating func link(_ i: Int32) {
-        let t = max(ConnectionTable.tick(for: entries[Int(i)].deadline), processedTick + 1)
+        let t = max(Int64(storage.hot[Int(i)].deadline), processedTick + 1)
         let head = Int32(Int(t % Int64(ConnectionTable.wheelSlots)))
-        let last = entries[Int(head)].prev
-        entries[Int(i)].next = head
-        entries[Int(i)].prev = last
-        entries[Int(last)].next = i
-        entries[Int(head)].prev = i
+        let last = storage.cold[Int(head)].prev
+        storage.cold[Int(i)].next = head
+        storage.cold[Int(i)].prev = last
+        storage.cold[Int(last)].next = i
+        storage.cold[Int(head)].prev = i
     }
 
     private mutating func unlink(_ i: Int32) {
-        let n = entries[Int(i)].next
-        let p = entries[Int(i)].prev
-        entries[Int(p)].next = n
-        entries[Int(n)].prev = p
-        entries[Int(i)].next = i
-        entries[Int(i)].prev = i
+        let n = storage.cold[Int(i)].next
+        let p = storage.cold[Int(i)].prev
+        storage.cold[Int(p)].next = n
+        storage.cold[Int(n)].prev = p
+        storage.cold[Int(i)].next = i
+        storage.cold[Int(i)].prev = i
     }
 
-    /// Re-arms an entry's timer to `deadline`. Later deadlines are picked up lazily when the wheel
-    /// reaches the old slot; an earlier one moves the entry now.
+    /// Re-arms an entry's timer to `deadline` (caller's time). A later deadline is picked up lazily
+    /// when the wheel reaches the old slot; an earlier one moves the entry now.
     @inline(__always)
     mutating func rearm(_ i: Int32, deadline: Int64) {
-        let old = entries[Int(i)].deadline
-        entries[Int(i)].deadline = deadline
-        if ConnectionTable.tick(for: deadline) < ConnectionTable.tick(for: old) {
+        makeUnique()
+        let old = storage.hot[Int(i)].deadline
+        let new = UInt32(clamping: tick(atOrAfter: deadline))
+        storage.hot[Int(i)].deadline = new
+        if new < old {
+            unlink(i)
+            link(i)
+        }
+    }
+
+    /// Writes what a packet changed (state, flags, timeout, packet count) and re-arms the timer, with one
+    /// uniqueness check and one touch of the entry's hot line.
+    @inline(__always)
+    mutating func update(
+        _ i: Int32, flags: UInt32, state: UInt8, timeout: UInt32, countPacket: Bool, deadline: Int64
+    ) {
+        makeUnique()
+        let e = storage.hot + Int(i)
+        let old = e.pointee.deadline
+        let new = UInt32(clamping: tick(atOrAfter: deadline))
+        e.pointee.flags = flags
+        e.pointee.state = state
+        e.pointee.timeout = timeout
+        e.pointee.deadline = new
+        if countPacket { e.pointee.inPackets &+= 1 }
+        if new < old {
             unlink(i)
             link(i)
         }
@@ -332,34 +493,33 @@ struct ConnectionTable {
     /// Collects (and unlinks from the wheel) every entry whose deadline is at or before `now`.
     /// The caller then removes each or re-arms it with `rearmExpired`.
     mutating func collectExpired(upTo now: Int64, into expired: inout [Int32]) {
-        let target = now / ConnectionTable.tickNanoseconds
+        let target = now &- epoch < 0 ? 0 : (now &- epoch) / ConnectionTable.tickNanoseconds
         guard target > processedTick else { return }
-        let steps = min(target - processedTick, Int64(ConnectionTable.wheelSlots))
+        makeUnique()
+        let wheel = Int64(ConnectionTable.wheelSlots)
+        let steps = min(target - processedTick, wheel)
         var t = target - steps + 1
         while t <= target {
-            let head = Int32(Int(t % Int64(ConnectionTable.wheelSlots)))
-            var i = entries[Int(head)].next
+            let head = Int32(Int(t % wheel))
+            var i = storage.cold[Int(head)].next
             // Entries moved into this same slot go to its tail and are looked at again: bounded because
             // a moved entry's slot is only this one when its deadline is a whole revolution away.
             var budget = count + 1
             while i != head && budget > 0 {
                 budget -= 1
-                let next = entries[Int(i)].next
-                let deadline = entries[Int(i)].deadline
-                if deadline <= now {
+                let next = storage.cold[Int(i)].next
+                let due = Int64(storage.hot[Int(i)].deadline)
+                if due <= target {
                     unlink(i)
                     expired.append(i)
-                } else {
-                    let due = ConnectionTable.tick(for: deadline)
-                    if due % Int64(ConnectionTable.wheelSlots) != t % Int64(ConnectionTable.wheelSlots) {
-                        unlink(i)
-                        let slot = Int32(Int(due % Int64(ConnectionTable.wheelSlots)))
-                        let last = entries[Int(slot)].prev
-                        entries[Int(i)].next = slot
-                        entries[Int(i)].prev = last
-                        entries[Int(last)].next = i
-                        entries[Int(slot)].prev = i
-                    }
+                } else if due % wheel != t % wheel {
+                    unlink(i)
+                    let slot = Int32(Int(due % wheel))
+                    let last = storage.cold[Int(slot)].prev
+                    storage.cold[Int(i)].next = slot
+                    storage.cold[Int(i)].prev = last
+                    storage.cold[Int(last)].next = i
+                    storage.cold[Int(slot)].prev = i
                 }
                 i = next
             }
@@ -370,7 +530,8 @@ struct ConnectionTable {
 
     /// Puts an entry collected by `collectExpired` back on the wheel with a new deadline.
     mutating func rearmExpired(_ i: Int32, deadline: Int64) {
-        entries[Int(i)].deadline = deadline
+        makeUnique()
+        storage.hot[Int(i)].deadline = UInt32(clamping: tick(atOrAfter: deadline))
         link(i)
     }
 }

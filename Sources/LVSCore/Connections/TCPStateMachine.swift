@@ -59,49 +59,40 @@ public enum PacketDirection: Sendable {
 
 /// The kernel's TCP transition tables (ip_vs_proto_tcp.c), normal and secure_tcp variants.
 public enum TCPStateMachine {
-    private typealias S = TCPState
-    // Rows: syn, fin, ack, rst. Columns: NO ES SS SR FW TW CL CW LA LI SA.
-    private static let NO = S.none.rawValue, ES = S.established.rawValue, SS = S.synSent.rawValue
-    private static let SR = S.synReceived.rawValue, FW = S.finWait.rawValue, TW = S.timeWait.rawValue
-    private static let CL = S.close.rawValue, CW = S.closeWait.rawValue, LA = S.lastAck.rawValue
-    private static let LI = S.listen.rawValue, SA = S.synAck.rawValue
+    // Each table row (one event) packs the next state for the 11 current states, 4 bits each, state 0 in
+    // the low bits. Rows in the kernel's order: INPUT (0-3), OUTPUT (4-7), INPUT-ONLY (8-11), events
+    // syn, fin, ack, rst. Built from the reference tables by `pack`; checked cell by cell by the tests.
+    @inline(__always)
+    static func row(_ index: Int, secure: Bool) -> UInt64 {
+        switch (index, secure) {
+        case (0, false): return 0x33333333113  // SR ES ES SR SR SR SR SR SR SR SR
+        case (0, true): return 0xA3333333113  // SR ES ES SR SR SR SR SR SR SR SA
+        case (1, false): return 0x59876555276  // CL CW SS TW TW TW CL CW LA LI TW
+        case (1, true): return 0xA9876555276  // CL CW SS TW TW TW CL CW LA LI SA
+        case (2, false): return 0x19676541211  // ES ES SS ES FW TW CL CW CL LI ES
+        case (2, true): return 0xA9676543211  // ES ES SS SR FW TW CL CW CL LI SA
+        case (3, false): return 0x39866663666  // CL CL CL SR CL CL CL CL LA LI SR
+        case (3, true): return 0x69866663666  // CL CL CL SR CL CL CL CL LA LI CL
+        case (4, false): return 0x39222223212  // SS ES SS SR SS SS SS SS SS LI SR
+        case (4, true): return 0xA922222A212  // SS ES SS SA SS SS SS SS SS LI SA
+        case (5, _): return 0x59856545245  // TW FW SS TW FW TW CL TW LA LI TW
+        case (6, _): return 0x11876541211  // ES ES SS ES FW TW CL CW LA ES ES
+        case (7, _): return 0x66666566266  // CL CL SS CL CL TW CL CL CL CL CL
+        case (8, false): return 0x33333333113  // SR ES ES SR SR SR SR SR SR SR SR
+        case (8, true): return 0xAAAAAAA311A  // SA ES ES SR SA SA SA SA SA SA SA
+        case (9, _): return 0x59876545246  // CL FW SS TW FW TW CL CW LA LI TW
+        case (10, _): return 0x19676541211  // ES ES SS ES FW TW CL CW CL LI ES
+        case (11, _): return 0x69866663666  // CL CL CL SR CL CL CL CL LA LI CL
+        default: return 0x66_6666_6666
+        }
+    }
 
-    /// Tables in the kernel's order: INPUT (0), OUTPUT (4), INPUT-ONLY (8), four event rows each.
-    static let normal: [[UInt8]] = [
-        // INPUT
-        [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
-        [CL, CW, SS, TW, TW, TW, CL, CW, LA, LI, TW],
-        [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
-        [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, SR],
-        // OUTPUT
-        [SS, ES, SS, SR, SS, SS, SS, SS, SS, LI, SR],
-        [TW, FW, SS, TW, FW, TW, CL, TW, LA, LI, TW],
-        [ES, ES, SS, ES, FW, TW, CL, CW, LA, ES, ES],
-        [CL, CL, SS, CL, CL, TW, CL, CL, CL, CL, CL],
-        // INPUT-ONLY
-        [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
-        [CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW],
-        [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
-        [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
-    ]
-
-    static let secure: [[UInt8]] = [
-        // INPUT
-        [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SA],
-        [CL, CW, SS, TW, TW, TW, CL, CW, LA, LI, SA],
-        [ES, ES, SS, SR, FW, TW, CL, CW, CL, LI, SA],
-        [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
-        // OUTPUT
-        [SS, ES, SS, SA, SS, SS, SS, SS, SS, LI, SA],
-        [TW, FW, SS, TW, FW, TW, CL, TW, LA, LI, TW],
-        [ES, ES, SS, ES, FW, TW, CL, CW, LA, ES, ES],
-        [CL, CL, SS, CL, CL, TW, CL, CL, CL, CL, CL],
-        // INPUT-ONLY
-        [SA, ES, ES, SR, SA, SA, SA, SA, SA, SA, SA],
-        [CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW],
-        [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
-        [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
-    ]
+    /// Packs a row written as eleven next states (for tests and for checking the constants above).
+    static func pack(_ states: [TCPState]) -> UInt64 {
+        var v: UInt64 = 0
+        for (i, s) in states.enumerated() { v |= UInt64(s.rawValue) << UInt64(4 * i) }
+        return v
+    }
 
     /// The event row a segment selects: RST, else SYN, else FIN, else ACK; nil if none of them is set.
     @inlinable
@@ -125,8 +116,8 @@ public enum TCPStateMachine {
         case .input: offset = inputOnly ? 8 : 0
         case .output: offset = 4
         }
-        let table = secure ? TCPStateMachine.secure : TCPStateMachine.normal
-        return TCPState(rawValue: table[offset + event][Int(state.rawValue)]) ?? .close
+        let next = (row(offset + event, secure: secure) >> UInt64(4 * Int(state.rawValue))) & 0xF
+        return TCPState(rawValue: UInt8(next)) ?? .close
     }
 }
 
