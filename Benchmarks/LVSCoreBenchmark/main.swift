@@ -189,7 +189,7 @@ func connectionTableBenchmark() {
     var rng = SystemRandomNumberGenerator()
     order.shuffle(using: &rng)
     let ackPackets = (0..<(1 << 20)).map { order[$0 % order.count] }.map { PacketSummary.tcp(from: clients[$0], to: vip, flags: .ack, length: 52) }
-    measure("lookup + state + counters (ACK), 1 M table", iterations: ackPackets.count, target: 100) { i in
+    measure("lookup + state + counters (ACK)", iterations: ackPackets.count, target: 100) { i in
         if case .forward(let f) = ipvs.inbound(ackPackets[i], now: 2_000_000_000) { return Int64(f.connection) }
         return -1
     }
@@ -218,8 +218,9 @@ func connectionTableBenchmark() {
 
     let entryBytes = IPVS.connectionEntryBytes(capacity: settings.maxConnections)
     report(Row(name: "bytes per connection entry (entry + index)", value: Double(entryBytes), unit: "B", target: 128))
+    // Huge pages are mapped 2 MiB at a time, so small tables over-count; the target applies at 1 M.
     report(Row(name: "resident memory per connection (measured)", value: Double(rssAfter - rssBefore) / Double(liveConnections),
-               unit: "B", target: 128))
+               unit: "B", target: liveConnections >= 1_000_000 ? 128 : nil))
 
     // Expiry of the whole table (timer wheel), per entry.
     let expireStart = nowNanoseconds()
@@ -230,6 +231,39 @@ func connectionTableBenchmark() {
 
 }
 connectionTableBenchmark()
+
+// MARK: Machine context
+
+/// The latency of one dependent load from memory on this machine (pointer chasing over 128 MiB with
+/// huge pages): the floor for any lookup that must read a table entry it has not seen recently.
+@MainActor
+func memoryLatencyBenchmark() {
+    let count = (128 << 20) / 8
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 8, alignment: 2 << 20)
+    defer { raw.deallocate() }
+    _ = madvise(raw, count * 8, MADV_HUGEPAGE)
+    let a = raw.bindMemory(to: Int.self, capacity: count)
+    for i in 0..<count { a[i] = i }
+    var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+    var i = count - 1
+    while i > 0 {  // Sattolo's shuffle: one cycle through every element
+        state ^= state << 13; state ^= state >> 7; state ^= state << 17
+        let j = Int(state % UInt64(i))
+        (a[i], a[j]) = (a[j], a[i])
+        i -= 1
+    }
+    let steps = quick ? 200_000 : 2_000_000
+    var p = 0
+    let start = nowNanoseconds()
+    for _ in 0..<steps { p = a[p] }
+    let elapsed = nowNanoseconds() - start
+    sink &+= Int64(p)
+    report(Row(name: "memory latency, one dependent load", value: Double(elapsed) / Double(steps), unit: "ns"))
+}
+
+print("")
+print("Machine")
+memoryLatencyBenchmark()
 
 // MARK: Maglev build
 

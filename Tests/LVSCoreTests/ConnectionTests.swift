@@ -350,3 +350,17 @@ import Testing
         #expect(n.drops.portMismatch == 1)
     }
 }
+
+@Suite struct ReadmeExampleTests {
+    @Test func readmeExampleDoesWhatTheReadmeSays() throws {
+        var ipvs = IPVS()
+        let vip = VirtualService.Key.address(.tcp, IPAddress("10.0.0.100")!, 80)
+        try ipvs.addService(.init(key: vip, scheduler: "wrr"))
+        try ipvs.addServer(.init(Endpoint(IPAddress("172.16.0.2")!, 8080), forwarding: .masquerade, weight: 4), to: vip)
+        try ipvs.addServer(.init(Endpoint(IPAddress("172.16.0.3")!, 8080), forwarding: .masquerade, weight: 3), to: vip)
+        let syn = PacketSummary.tcp(from: Endpoint(IPAddress("192.168.0.5")!, 40000),
+                                    to: Endpoint(IPAddress("10.0.0.100")!, 80), flags: .syn)
+        guard case .forward(let f) = ipvs.inbound(syn, now: 0) else { Issue.record("not forwarded"); return }
+        #expect("\(f.destination) \(f.method)" == "172.16.0.3:8080 masquerade")
+    }
+}
