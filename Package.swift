@@ -9,7 +9,9 @@ let package = Package(
     ],
     targets: [
         // The IPVS brain: schedulers, connection table, persistence, statistics, the ipvsadm rule model.
-        .target(name: "LVSCore"),
+        .target(name: "LVSCore", dependencies: ["CLVSIntrinsics"]),
+        // Header-only C: the cache prefetch hint the packet path uses (no system calls).
+        .target(name: "CLVSIntrinsics"),
 
         // Targets of later stages (see DESIGN.md); each holds only its namespace until its issue lands.
         .target(name: "LVSPacket", dependencies: ["LVSCore"]),

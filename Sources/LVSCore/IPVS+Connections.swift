@@ -110,50 +110,32 @@ extension IPVS {
     ) {
         verdicts.removeAll(keepingCapacity: true)
         let n = packets.count
-        let g = IPVS.burstGroup
-        let ring = 3 * g
-        // A three-stage pipeline over groups of packets: while group k is handled, the entries of group
-        // k+1 and the index slots of group k+2 are being loaded, so memory latency overlaps with work.
-        // The hash computed for the pre-load is the one the lookup then uses.
-        // The scratch rings are moved out of self for the duration (no copy, no allocation).
+        let ahead = IPVS.prefetchDistance
+        let ring = IPVS.burstRing
+        // A software pipeline: while packet i is handled, the entry of packet i + d and the index slot
+        // of packet i + 2d are being fetched (prefetch hints, which unlike plain loads do not hold up
+        // the work that follows), so memory latency overlaps with work. The hash computed for the
+        // prefetch is the one the lookup then uses. The hash ring is moved out of self meanwhile
+        // (no copy, no allocation).
         var hashes = burstHashes
-        var slots = burstSlots
         burstHashes = []
-        burstSlots = []
-        defer {
-            burstHashes = hashes
-            burstSlots = slots
+        defer { burstHashes = hashes }
+        for i in 0..<min(2 * ahead, n) {
+            let h = connections.hash(of: packets[i])
+            hashes[i % ring] = h
+            connections.prefetchIndex(hash: h)
         }
-        func loadIndex(_ group: Int) {
-            let base = group * g
-            guard base < n else { return }
-            for i in base..<min(base + g, n) {
-                let h = connections.hash(of: packets[i])
-                hashes[i % ring] = h
-                slots[i % ring] = connections.warmIndex(hash: h)
+        for i in 0..<min(ahead, n) { connections.prefetchEntry(hash: hashes[i % ring]) }
+        for i in 0..<n {
+            let far = i + 2 * ahead
+            if far < n {
+                let h = connections.hash(of: packets[far])
+                hashes[far % ring] = h
+                connections.prefetchIndex(hash: h)
             }
+            if i + ahead < n { connections.prefetchEntry(hash: hashes[(i + ahead) % ring]) }
+            verdicts.append(inbound(packets[i], now: now, hash: hashes[i % ring]))
         }
-        func loadEntries(_ group: Int) -> UInt64 {
-            let base = group * g
-            guard base < n else { return 0 }
-            var warm: UInt64 = 0
-            for i in base..<min(base + g, n) { warm ^= connections.warmEntry(slots[i % ring]) }
-            return warm
-        }
-        loadIndex(0)
-        loadIndex(1)
-        var warm = loadEntries(0)
-        var group = 0
-        while group * g < n {
-            loadIndex(group + 2)
-            warm ^= loadEntries(group + 1)
-            let base = group * g
-            for i in base..<min(base + g, n) {
-                verdicts.append(inbound(packets[i], now: now, hash: hashes[i % ring]))
-            }
-            group += 1
-        }
-        warmSink ^= warm
     }
 
     /// Handles a packet from a client: finds or creates its connection, runs the state machine, counts it.

@@ -37,12 +37,11 @@ public struct IPVS: Sendable {
     public internal(set) var totalStats = Statistics()
     public internal(set) var drops = DropCounters()
     var expiredScratch: [Int32] = []
-    /// Keeps the burst pre-loads from being optimised away.
-    var warmSink: UInt64 = 0
-    /// Index slots of the burst group being pre-loaded.
-    var burstSlots = [UInt64](repeating: 0, count: 3 * IPVS.burstGroup)
-    var burstHashes = [UInt64](repeating: 0, count: 3 * IPVS.burstGroup)
-    static let burstGroup = 8
+    /// Hashes of the packets of a burst in flight.
+    var burstHashes = [UInt64](repeating: 0, count: IPVS.burstRing)
+    /// How many packets ahead a burst prefetches entries (and twice that for index slots).
+    static let prefetchDistance = 4
+    static let burstRing = 16
 
     /// - Parameters:
     ///   - now: the caller's clock at creation; later times are measured on the same clock.

@@ -1,3 +1,5 @@
+import CLVSIntrinsics
+
 /// Connection flag bits, as the kernel's `IP_VS_CONN_F_*`.
 public struct ConnectionFlags: OptionSet, Sendable, Hashable {
     public let rawValue: UInt32
@@ -315,18 +317,18 @@ struct ConnectionTable {
         }
     }
 
-    /// First stage of a burst pre-load: reads the index slot a client packet hashes to, so the miss
-    /// starts now (a software prefetch done with a plain load). Returns the slot's content.
+    /// First stage of a burst pre-load: starts loading the index slot a packet hashes to.
     @inline(__always)
-    func warmIndex(hash h: UInt64) -> UInt64 {
-        storage.index[Int(truncatingIfNeeded: h) & indexMask]
+    func prefetchIndex(hash h: UInt64) {
+        lvs_prefetch(storage.index + (Int(truncatingIfNeeded: h) & indexMask))
     }
 
-    /// Second stage: reads the entry an index slot points at.
+    /// Second stage: the index slot is in cache by now; starts loading the entry it points at.
     @inline(__always)
-    func warmEntry(_ slot: UInt64) -> UInt64 {
-        guard slot != 0 else { return 0 }
-        return storage.hot[Int(slot & 0xFFFF_FFFF)].clientLow
+    func prefetchEntry(hash h: UInt64) {
+        let v = storage.index[Int(truncatingIfNeeded: h) & indexMask]
+        guard v != 0 else { return }
+        lvs_prefetch_for_write(storage.hot + Int(v & 0xFFFF_FFFF))
     }
 
     /// Finds the NAT connection a reply from `server` to `client` belongs to.

@@ -1,0 +1,1 @@
+// The header is the whole module; this file only gives the target a source.
