@@ -398,6 +398,7 @@ extension IPVS {
             newState = s.rawValue
             active = s.isActive
             timeout = timeouts.tcp[Int(s.rawValue)]
+            if s == .established && e.state != newState { assureTemplate(of: c) }
         case IPProtocol.sctp.rawValue:
             let current = SCTPState(rawValue: e.state) ?? .none
             let s = p.sctpChunk?.next(from: current, direction: direction) ?? current
@@ -429,6 +430,12 @@ extension IPVS {
         }
         connections.update(c, flags: flags, state: newState, timeout: timeout, countPacket: direction == .input,
                            deadline: now &+ Int64(timeout) &* 1_000_000)
+    }
+
+    /// A template whose connection reached ESTABLISHED is shown as ASSURED (kernel 5.x and later).
+    private mutating func assureTemplate(of c: Int32) {
+        let control = connections[cold: c].control
+        if control >= 0 { connections[control].state = TemplateState.assured.rawValue }
     }
 
     // MARK: Binding and counting

@@ -1,3 +1,9 @@
+/// The state of a persistence template: NONE until a connection it controls is established.
+public enum TemplateState: UInt8, Sendable {
+    case none = 0
+    case assured = 1
+}
+
 /// A real server as listings show it.
 public struct RealServerSnapshot: Sendable, Hashable {
     public var config: RealServerConfig
@@ -76,7 +82,7 @@ extension IPVS {
             let flags = ConnectionFlags(rawValue: e.hot.flags)
             let name: String
             if flags.contains(.template) {
-                name = e.hot.state == 1 ? "ASSURED" : "NONE"
+                name = e.hot.state == TemplateState.assured.rawValue ? "ASSURED" : "NONE"
             } else {
                 switch e.hot.protocolNumber {
                 case IPProtocol.tcp.rawValue: name = TCPState(rawValue: e.hot.state)?.name ?? "ERR!"

@@ -265,9 +265,19 @@ import Testing
         #expect(tpl.virtual == vip)
         #expect(tpl.destination.port == 8080)
         #expect(tpl.expiresIn == 360_000)
-        #expect(tpl.stateName == "NONE")
+        #expect(tpl.stateName == "ASSURED")  // its connections reached ESTABLISHED
         #expect(t.server(key, a[0])?.persistentConnections == 1)
         #expect(t.serviceSnapshot(key)?.counters.connections == 10)
+    }
+
+    @Test func templateIsNoneUntilAConnectionIsEstablished() throws {
+        var t = IPVS()
+        try t.addService(VirtualService.Config(key: key, scheduler: "rr", flags: .persistent, persistenceTimeout: 60))
+        try t.addServer(RealServerConfig(ep("172.16.0.2:8080"), forwarding: .masquerade), to: key)
+        _ = t.inbound(.tcp(from: ep("192.168.0.5:1000"), to: vip, flags: .syn), now: 0)
+        #expect(t.connectionSnapshots(now: 0).first(where: \.isTemplate)?.stateName == "NONE")
+        _ = t.inbound(.tcp(from: ep("192.168.0.5:1000"), to: vip, flags: .ack), now: 0)
+        #expect(t.connectionSnapshots(now: 0).first(where: \.isTemplate)?.stateName == "ASSURED")
     }
 
     @Test func netmaskGroupsClients() throws {
