@@ -189,7 +189,7 @@ extension IPVS {
             if settings.expireNoDestinationConnections { removeConnection(c) }
             return .drop
         }
-        countIn(server, bytes: p.length)
+        count(server, .input, bytes: p.length)
         transition(c, p, direction: .input, now: now)
         let e = connections[c]
         // A bound connection's destination address is its real server's.
@@ -279,7 +279,7 @@ extension IPVS {
             connections.rearm(template, deadline: now &+ Int64(connections[template].timeout) &* 1_000_000)
         }
         countConnection(server)
-        countIn(server, bytes: p.length)
+        count(server, .input, bytes: p.length)
         transition(c, p, direction: .input, now: now)
         let forwarding = Forwarding(
             connection: onePacket ? -1 : c, server: server, destination: Endpoint(dest.endpoint.address, destinationPort),
@@ -356,7 +356,7 @@ extension IPVS {
             client: Endpoint(p.destination, p.destinationPort)) else { return .notOurs }
         let e = connections.entry(c)
         guard ConnectionFlags(rawValue: e.hot.flags).forwarding == .masquerade else { return .notOurs }
-        if e.hot.server >= 0 { countOut(e.hot.server, bytes: p.length) }
+        if e.hot.server >= 0 { count(e.hot.server, .output, bytes: p.length) }
         transition(c, p, direction: .output, now: now)
         return .masquerade(connection: c, virtual: Endpoint(e.virtual, e.hot.virtualPort))
     }
@@ -372,7 +372,7 @@ extension IPVS {
         p.length = bytes
         let server = connections[c].server
         if server >= 0 {
-            if direction == .input { countIn(server, bytes: bytes) } else { countOut(server, bytes: bytes) }
+            count(server, direction, bytes: bytes)
         }
         transition(c, p, direction: direction, now: now)
     }
@@ -502,20 +502,21 @@ extension IPVS {
         totalStats.countConnection()
     }
 
+    /// Counts a packet on its real server, its service (while the server belongs to it) and the total.
     @inline(__always)
-    private mutating func countIn(_ server: Int32, bytes: Int) {
-        servers[Int(server)].stats.countIn(bytes: bytes)
-        let service = servers[Int(server)].service
-        if servers[Int(server)].isAvailable { services[Int(service)].stats.countIn(bytes: bytes) }
-        totalStats.countIn(bytes: bytes)
-    }
-
-    @inline(__always)
-    private mutating func countOut(_ server: Int32, bytes: Int) {
-        servers[Int(server)].stats.countOut(bytes: bytes)
-        let service = servers[Int(server)].service
-        if servers[Int(server)].isAvailable { services[Int(service)].stats.countOut(bytes: bytes) }
-        totalStats.countOut(bytes: bytes)
+    private mutating func count(_ server: Int32, _ direction: PacketDirection, bytes: Int) {
+        let service = Int(servers[Int(server)].service)
+        let counted = servers[Int(server)].isAvailable
+        switch direction {
+        case .input:
+            servers[Int(server)].stats.countIn(bytes: bytes)
+            if counted { services[service].stats.countIn(bytes: bytes) }
+            totalStats.countIn(bytes: bytes)
+        case .output:
+            servers[Int(server)].stats.countOut(bytes: bytes)
+            if counted { services[service].stats.countOut(bytes: bytes) }
+            totalStats.countOut(bytes: bytes)
+        }
     }
 
     // MARK: Expiry

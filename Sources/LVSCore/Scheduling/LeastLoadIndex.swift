@@ -45,10 +45,7 @@ struct LeastLoadIndex: Sendable {
         case .leastConnection:
             return load(sb) < load(sa)
         case .weightedLeastConnection, .shortestExpectedDelay:
-            // load(a) * w(b) > load(b) * w(a), exactly (no 64-bit overflow).
-            let lhs = load(sa).multipliedFullWidth(by: UInt64(sb.weight))
-            let rhs = load(sb).multipliedFullWidth(by: UInt64(sa.weight))
-            return lhs.high > rhs.high || (lhs.high == rhs.high && lhs.low > rhs.low)
+            return moreLoaded(load(sa), weightA: sa.weight, than: load(sb), weightB: sb.weight)
         }
     }
 
@@ -106,9 +103,7 @@ enum NeverQueue {
                 leastLoad = load
                 continue
             }
-            let lhs = leastLoad.multipliedFullWidth(by: UInt64(s.weight))
-            let rhs = load.multipliedFullWidth(by: UInt64(pool[least].weight))
-            if lhs.high > rhs.high || (lhs.high == rhs.high && lhs.low > rhs.low) {
+            if moreLoaded(leastLoad, weightA: pool[least].weight, than: load, weightB: s.weight) {
                 least = i
                 leastLoad = load
             }
@@ -178,9 +173,7 @@ enum PowerOfTwoChoices {
         if c2 >= 0 {
             let a = pool[c1]
             let b = pool[c2]
-            let lhs = UInt64(b.weight).multipliedFullWidth(by: a.overhead)
-            let rhs = UInt64(a.weight).multipliedFullWidth(by: b.overhead)
-            if lhs.high > rhs.high || (lhs.high == rhs.high && lhs.low > rhs.low) { c1 = c2 }
+            if moreLoaded(a.overhead, weightA: a.weight, than: b.overhead, weightB: b.weight) { c1 = c2 }
         }
         return pool.id(at: c1)
     }

@@ -10,8 +10,7 @@ enum LocalityChoice {
                 if s.weight > 0 { least = i }
                 continue
             }
-            if pool[least].overhead.multipliedFullWidth(by: UInt64(max(0, s.weight)))
-                > s.overhead.multipliedFullWidth(by: UInt64(pool[least].weight)) {
+            if moreLoaded(pool[least].overhead, weightA: pool[least].weight, than: s.overhead, weightB: s.weight) {
                 least = i
             }
         }
@@ -36,6 +35,24 @@ enum LocalityChoice {
     static let entryTimeout: Int64 = 6 * 60 * 1_000_000_000
     static let fullCheckEvery = 30
     static let maxEntries = 1024 * 16
+
+    /// One run of the cache check timer over a locality cache.
+    static func age<Entry>(
+        _ entries: inout [IPAddress: Entry], checks: inout Int, now: Int64, expiration: Int64,
+        lastUse: (Entry) -> Int64
+    ) {
+        checks += 1
+        if checks % fullCheckEvery == 0 {
+            entries = entries.filter { now < lastUse($0.value) + expiration }
+            return
+        }
+        guard entries.count > maxEntries else { return }
+        var goal = min((entries.count - maxEntries) * 4 / 3, maxEntries / 2)
+        for (key, entry) in entries where goal > 0 && now >= lastUse(entry) + entryTimeout {
+            entries[key] = nil
+            goal -= 1
+        }
+    }
 }
 
 /// lblc: remembers which server each destination address was sent to, and keeps using it while it is
@@ -74,18 +91,7 @@ struct LocalityBased: Sendable {
     }
 
     mutating func expire(now: Int64) {
-        checks += 1
-        if checks % LocalityChoice.fullCheckEvery == 0 {
-            entries = entries.filter { now < $0.value.lastUse + expiration }
-            return
-        }
-        guard entries.count > LocalityChoice.maxEntries else { return }
-        var goal = (entries.count - LocalityChoice.maxEntries) * 4 / 3
-        goal = min(goal, LocalityChoice.maxEntries / 2)
-        for (key, entry) in entries where goal > 0 && now >= entry.lastUse + LocalityChoice.entryTimeout {
-            entries[key] = nil
-            goal -= 1
-        }
+        LocalityChoice.age(&entries, checks: &checks, now: now, expiration: expiration) { $0.lastUse }
     }
 }
 
@@ -116,8 +122,7 @@ struct LocalityBasedReplicated: Sendable {
                 continue
             }
             let l = pool.servers[Int(least)]
-            if l.overhead.multipliedFullWidth(by: UInt64(max(0, s.weight)))
-                > s.overhead.multipliedFullWidth(by: UInt64(l.weight)) && s.isAvailable {
+            if moreLoaded(l.overhead, weightA: l.weight, than: s.overhead, weightB: s.weight) && s.isAvailable {
                 least = id
             }
         }
@@ -133,8 +138,7 @@ struct LocalityBasedReplicated: Sendable {
                 continue
             }
             let m = pool.servers[Int(most)]
-            if m.overhead.multipliedFullWidth(by: UInt64(max(0, s.weight)))
-                < s.overhead.multipliedFullWidth(by: UInt64(m.weight)) && s.weight > 0 {
+            if moreLoaded(s.overhead, weightA: s.weight, than: m.overhead, weightB: m.weight) && s.weight > 0 {
                 most = id
             }
         }
@@ -180,17 +184,6 @@ struct LocalityBasedReplicated: Sendable {
     }
 
     mutating func expire(now: Int64) {
-        checks += 1
-        if checks % LocalityChoice.fullCheckEvery == 0 {
-            entries = entries.filter { now < $0.value.lastUse + expiration }
-            return
-        }
-        guard entries.count > LocalityChoice.maxEntries else { return }
-        var goal = (entries.count - LocalityChoice.maxEntries) * 4 / 3
-        goal = min(goal, LocalityChoice.maxEntries / 2)
-        for (key, entry) in entries where goal > 0 && now >= entry.lastUse + LocalityChoice.entryTimeout {
-            entries[key] = nil
-            goal -= 1
-        }
+        LocalityChoice.age(&entries, checks: &checks, now: now, expiration: expiration) { $0.lastUse }
     }
 }

@@ -1,3 +1,11 @@
+/// The weighted comparison every least-load scheduler makes: `load(a) * weight(b) > load(b) * weight(a)`
+/// ("b is less loaded than a" when a was the best so far). Exact: the products are 128-bit, where
+/// the kernel's signed 64-bit products could overflow.
+@inline(__always)
+func moreLoaded(_ loadA: UInt64, weightA: Int32, than loadB: UInt64, weightB: Int32) -> Bool {
+    loadA.multipliedFullWidth(by: UInt64(max(0, weightB))) > loadB.multipliedFullWidth(by: UInt64(max(0, weightA)))
+}
+
 /// What a scheduler may look at when it picks a real server for a new flow.
 public struct FlowKey: Sendable, Hashable {
     public var protocolNumber: UInt8
