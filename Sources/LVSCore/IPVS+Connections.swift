@@ -205,6 +205,8 @@ extension IPVS {
             if p.tcpFlags.contains(.rst) { return false }
             return settings.sloppyTCP || p.tcpFlags.contains(.syn)
         case IPProtocol.sctp.rawValue:
+            // ABORT never starts an association; with sloppy_sctp any other chunk may.
+            if p.sctpChunk == .abort { return false }
             return settings.sloppySCTP || p.sctpChunk == .initChunk
         default:
             return true
@@ -400,8 +402,12 @@ extension IPVS {
             timeout = timeouts.tcp[Int(s.rawValue)]
             if s == .established && e.state != newState { assureTemplate(of: c) }
         case IPProtocol.sctp.rawValue:
+            var inputOnly = false
+            if flags & ConnectionFlags.noOutput.rawValue != 0 {
+                if direction == .output { flags &= ~ConnectionFlags.noOutput.rawValue } else { inputOnly = true }
+            }
             let current = SCTPState(rawValue: e.state) ?? .none
-            let s = p.sctpChunk?.next(from: current, direction: direction) ?? current
+            let s = SCTPStateMachine.next(from: current, chunk: p.sctpChunk ?? .data, direction: direction, inputOnly: inputOnly)
             newState = s.rawValue
             active = s == .established
             timeout = timeouts.sctp[Int(s.rawValue)]

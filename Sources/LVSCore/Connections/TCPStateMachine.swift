@@ -121,41 +121,93 @@ public enum TCPStateMachine {
     }
 }
 
-/// SCTP association states (ip_vs_proto_sctp.c numbering) and the chunk events that move them.
-///
-/// The kernel's full 14-state table is reproduced for the transitions that matter to counting and
-/// timeouts: an association is active only in ESTABLISHED.
+/// SCTP association states as IPVS tracks them (ip_vs_proto_sctp.c numbering). Only ESTABLISHED
+/// counts as an active connection.
 public enum SCTPState: UInt8, Sendable, CaseIterable {
     case none = 0, initOne, `init`, cookieSent, cookieReplied, cookieWait, cookie, cookieEchoed
     case established, shutdownSent, shutdownReceived, shutdownAckSent, rejected, closed
 
+    /// The name `ipvsadm -Lc` prints.
     public var name: String {
-        ["NONE", "INIT1", "INIT", "COOKIE_SENT", "COOKIE_REPLIED", "COOKIE_WAIT", "COOKIE", "COOKIE_ECHOED",
-         "ESTABLISHED", "SHUTDOWN_SENT", "SHUTDOWN_RECEIVED", "SHUTDOWN_ACK_SENT", "REJECTED", "CLOSED"][Int(rawValue)]
+        ["NONE", "INIT1", "INIT", "C-SENT", "C-REPLIED", "C-WAIT", "COOKIE", "C-ECHOED", "ESTABLISHED", "S-SENT",
+         "S-RECEIVED", "S-ACK-SENT", "REJECTED", "CLOSED"][Int(rawValue)]
     }
 }
 
-/// The SCTP chunk that drives a state change.
+/// The SCTP chunk type that drives a state change (RFC 4960 numbering). An engine reports the first
+/// chunk of a packet, or ABORT when a COOKIE ECHO or COOKIE ACK is followed by one, and `.data` for
+/// any chunk type not listed here.
 public enum SCTPChunk: UInt8, Sendable {
     case data = 0, initChunk = 1, initAck = 2, sack = 3, heartbeat = 4, heartbeatAck = 5, abort = 6
-    case shutdown = 7, shutdownAck = 8, error = 9, cookieEcho = 10, cookieAck = 11, shutdownComplete = 14
+    case shutdown = 7, shutdownAck = 8, error = 9, cookieEcho = 10, cookieAck = 11, ecnEcho = 12, congestionWindowReduced = 13
+    case shutdownComplete = 14
 
-    func next(from state: SCTPState, direction: PacketDirection) -> SCTPState {
+    /// The row of the transition tables this chunk selects.
+    var event: Int {
         switch self {
-        case .initChunk: return direction == .input ? .initOne : .`init`
-        case .initAck: return state == .cookieEchoed ? .cookieEchoed : .`init`
-        case .cookieEcho: return .cookieEchoed
-        case .cookieAck: return .established
-        case .data, .sack, .heartbeat, .heartbeatAck:
-            switch state {
-            case .cookieEchoed, .established: return .established
-            default: return state
-            }
-        case .shutdown: return direction == .input ? .shutdownSent : .shutdownReceived
-        case .shutdownAck: return .shutdownAckSent
-        case .shutdownComplete: return .closed
-        case .abort: return .closed
-        case .error: return state == .none ? .rejected : state
+        case .data, .sack, .heartbeat, .heartbeatAck, .ecnEcho, .congestionWindowReduced: return 0
+        case .initChunk: return 1
+        case .initAck: return 2
+        case .cookieEcho: return 3
+        case .cookieAck: return 4
+        case .shutdown: return 5
+        case .shutdownAck: return 6
+        case .shutdownComplete: return 7
+        case .error: return 8
+        case .abort: return 9
         }
+    }
+}
+
+/// The kernel's SCTP transition tables: INPUT, OUTPUT and INPUT-ONLY, ten events each (data, init,
+/// init-ack, cookie-echo, cookie-ack, shutdown, shutdown-ack, shutdown-complete, error, abort). Each
+/// row packs the next state for the 14 current states, 4 bits each, state 0 in the low bits.
+public enum SCTPStateMachine {
+    static let rows: [UInt64] = [
+        // INPUT
+        0xDCBA9876543218,  // data: ES I1 IN CS CR CW CO CE ES SS SR SA RJ CL
+        0x22BA9876543221,  // init: I1 IN IN CS CR CW CO CE ES SS SR SA IN IN
+        0xDCBA9876643555,  // init-ack: CW CW CW CS CR CO CO CE ES SS SR SA RJ CL
+        0xDCBA9876544224,  // cookie-echo: CR IN IN CR CR CW CO CE ES SS SR SA RJ CL
+        0xDCBA9886543218,  // cookie-ack: ES I1 IN CS CR CW CO ES ES SS SR SA RJ CL
+        0xDCBA9A7654321A,  // shutdown: SR I1 IN CS CR CW CO CE SR SS SR SA RJ CL
+        0xDCDAD87654322D,  // shutdown-ack: CL IN IN CS CR CW CO CE ES CL SR CL RJ CL
+        0xDCDA9876543DDD,  // shutdown-complete: CL CL CL CS CR CW CO CE ES SS SR CL RJ CL
+        0xDCBA98D654321D,  // error: CL I1 IN CS CR CW CO CL ES SS SR SA RJ CL
+        0xDDDDDDDDCDDDDD,  // abort: CL CL CL CL CL RJ CL CL CL CL CL CL CL CL
+        // OUTPUT
+        0xDCBA9876543218,  // data: ES I1 IN CS CR CW CO CE ES SS SR SA RJ CL
+        0x55555855555555,  // init: CW CW CW CW CW CW CW CW ES CW CW CW CW CW
+        0xDCBA9876543333,  // init-ack: CS CS CS CS CR CW CO CE ES SS SR SA RJ CL
+        0xDCBA9877777777,  // cookie-echo: CE CE CE CE CE CE CE CE ES SS SR SA RJ CL
+        0xDCBA9888888888,  // cookie-ack: ES ES ES ES ES ES ES ES ES SS SR SA RJ CL
+        0xDCBA9999999999,  // shutdown: SS SS SS SS SS SS SS SS SS SS SR SA RJ CL
+        0xDCBBB8765BBBBB,  // shutdown-ack: SA SA SA SA SA CW CO CE ES SA SA SA RJ CL
+        0xDCBA987654321D,  // shutdown-complete: CL I1 IN CS CR CW CO CE ES SS SR SA RJ CL
+        0xDCBA98765DDDDD,  // error: CL CL CL CL CL CW CO CE ES SS SR SA RJ CL
+        0xDDDDDDDDDDDDCD,  // abort: CL RJ CL CL CL CL CL CL CL CL CL CL CL CL
+        // INPUT-ONLY
+        0xDCBA9876843218,  // data: ES I1 IN CS CR ES CO CE ES SS SR SA RJ CL
+        0x22BA9876222221,  // init: I1 IN IN IN IN IN CO CE ES SS SR SA IN IN
+        0xDCBA9876777777,  // init-ack: CE CE CE CE CE CE CO CE ES SS SR SA RJ CL
+        0xDCBA9876888888,  // cookie-echo: ES ES ES ES ES ES CO CE ES SS SR SA RJ CL
+        0xDCBA9888588218,  // cookie-ack: ES I1 IN ES ES CW ES ES ES SS SR SA RJ CL
+        0xDCBA9A7654321A,  // shutdown: SR I1 IN CS CR CW CO CE SR SS SR SA RJ CL
+        0xDCDADD7654322D,  // shutdown-ack: CL IN IN CS CR CW CO CE CL CL SR CL RJ CL
+        0xDCDD98765DDDDD,  // shutdown-complete: CL CL CL CL CL CW CO CE ES SS CL CL RJ CL
+        0xDCBA987654321D,  // error: CL I1 IN CS CR CW CO CE ES SS SR SA RJ CL
+        0xDDDDDDDDCDDDDD,  // abort: CL CL CL CL CL RJ CL CL CL CL CL CL CL CL
+    ]
+
+    public static func next(
+        from state: SCTPState, chunk: SCTPChunk, direction: PacketDirection, inputOnly: Bool
+    ) -> SCTPState {
+        let table: Int
+        switch direction {
+        case .input: table = inputOnly ? 2 : 0
+        case .output: table = 1
+        }
+        let row = rows[table * 10 + chunk.event]
+        return SCTPState(rawValue: UInt8((row >> UInt64(4 * Int(state.rawValue))) & 0xF)) ?? .closed
     }
 }

@@ -3,7 +3,7 @@ public struct Timeouts: Sendable, Hashable {
     /// Indexed by `TCPState.rawValue`.
     public var tcp: [UInt32] = [2, 900, 120, 60, 120, 120, 10, 60, 30, 120, 120].map { $0 * 1000 }
     /// Indexed by `SCTPState.rawValue`.
-    public var sctp: [UInt32] = [2, 3, 3, 3, 3, 3, 3, 3, 900, 30, 30, 30, 3, 3].map { $0 * 1000 }
+    public var sctp: [UInt32] = [2, 4, 61, 61, 61, 61, 61, 61, 900, 61, 61, 61, 4, 61].map { $0 * 1000 }
     public var udp: UInt32 = 300 * 1000
     /// Other single-state protocols (and the initial timeout before the first state transition).
     public var other: UInt32 = 60 * 1000
