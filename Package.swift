@@ -25,6 +25,7 @@ let package = Package(
         ),
         .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
 
+        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "LVSCore"]),
         .testTarget(
             name: "LVSCoreTests",
             dependencies: ["LVSCore"],

@@ -1,0 +1,119 @@
+import Foundation
+import LVSCore
+
+/// `--json` listings (a SwiftLVS extension): the same facts as the text listings, for scripts and
+/// monitoring, with exact numbers.
+public enum ListingJSON {
+    struct Stats: Codable {
+        var connections, inPackets, outPackets, inBytes, outBytes: UInt64
+        var connectionsPerSecond, inPacketsPerSecond, outPacketsPerSecond, inBytesPerSecond, outBytesPerSecond: UInt64
+
+        init(_ c: Counters, _ r: Rates) {
+            connections = c.connections
+            inPackets = c.inPackets
+            outPackets = c.outPackets
+            inBytes = c.inBytes
+            outBytes = c.outBytes
+            connectionsPerSecond = r.connectionsPerSecond
+            inPacketsPerSecond = r.inPacketsPerSecond
+            outPacketsPerSecond = r.outPacketsPerSecond
+            inBytesPerSecond = r.inBytesPerSecond
+            outBytesPerSecond = r.outBytesPerSecond
+        }
+    }
+
+    struct Server: Codable {
+        var address: String
+        var port: UInt16
+        var forward: String
+        var weight: Int32
+        var upperThreshold: UInt32
+        var lowerThreshold: UInt32
+        var activeConnections: UInt32
+        var inactiveConnections: UInt32
+        var persistentConnections: UInt32
+        var overloaded: Bool
+        var tunnel: String?
+        var stats: Stats
+    }
+
+    struct Service: Codable {
+        var `protocol`: String?
+        var address: String?
+        var port: UInt16?
+        var fwmark: UInt32?
+        var family: String
+        var scheduler: String
+        var flags: [String]
+        var persistent: UInt32?
+        var netmask: String?
+        var persistenceEngine: String?
+        var onePacket: Bool
+        var stats: Stats
+        var servers: [Server]
+    }
+
+    struct Table: Codable {
+        var version = "1.2.1"
+        var services: [Service]
+        var totals: Stats?
+    }
+
+    struct Connection: Codable {
+        var `protocol`: String
+        var state: String
+        var expiresSeconds: Int64
+        var client: String
+        var virtual: String
+        var destination: String
+        var template: Bool
+    }
+
+    static func encode<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+
+    static func service(_ s: ServiceSnapshot) -> Service {
+        let c = s.config
+        var out = Service(
+            family: c.key.family == .inet6 ? "inet6" : "inet", scheduler: c.scheduler,
+            flags: SaveFormat.schedulerFlagNames(c.flags, scheduler: c.scheduler),
+            persistent: c.isPersistent ? c.persistenceTimeout : nil,
+            netmask: c.isPersistent ? (c.key.family == .inet6 ? "\(c.netmask)" : IPAddress.dottedQuad(c.netmask)) : nil,
+            persistenceEngine: c.persistenceEngine, onePacket: c.flags.contains(.onePacket),
+            stats: Stats(s.counters, s.rates),
+            servers: s.servers.map { r in
+                Server(address: "\(r.config.endpoint.address)", port: r.config.endpoint.port,
+                       forward: r.config.forwarding.listingName, weight: r.config.weight,
+                       upperThreshold: r.config.upperThreshold, lowerThreshold: r.config.lowerThreshold,
+                       activeConnections: r.activeConnections, inactiveConnections: r.inactiveConnections,
+                       persistentConnections: r.persistentConnections, overloaded: r.isOverloaded,
+                       tunnel: r.config.forwarding == .tunnel ? r.config.tunnel.kind.name : nil,
+                       stats: Stats(r.counters, r.rates))
+            })
+        switch c.key {
+        case .address(let proto, let address, let port):
+            out.protocol = proto.name
+            out.address = "\(address)"
+            out.port = port
+        case .fwmark(let mark, _):
+            out.fwmark = mark
+        }
+        return out
+    }
+
+    public static func table(_ services: [ServiceSnapshot], totals: Statistics?) -> String {
+        encode(Table(services: services.map(service), totals: totals.map { Stats($0.counters, $0.rates) }))
+    }
+
+    public static func connections(_ entries: [ConnectionSnapshot]) -> String {
+        encode(entries.map {
+            Connection(protocol: $0.protocolName, state: $0.stateName, expiresSeconds: $0.expiresIn / 1000,
+                       client: "\($0.client)", virtual: "\($0.virtual)", destination: "\($0.destination)",
+                       template: $0.isTemplate)
+        })
+    }
+}
