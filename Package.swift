@@ -6,6 +6,12 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "LVSCore", targets: ["LVSCore"]),
+        .executable(name: "lvsd", targets: ["lvsd"]),
+        .executable(name: "ipvsadm", targets: ["ipvsadm"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ],
     targets: [
         // The IPVS brain: schedulers, connection table, persistence, statistics, the ipvsadm rule model.
@@ -17,6 +23,19 @@ let package = Package(
         .target(name: "LVSPacket", dependencies: ["LVSCore"]),
         .target(name: "KeepalivedConfig", dependencies: ["LVSCore"]),
         .target(name: "ControlAPI", dependencies: ["LVSCore"]),
+        .target(
+            name: "LVSProxyEngine",
+            dependencies: ["LVSCore", .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "Director",
+            dependencies: ["LVSCore", "ControlAPI", "LVSProxyEngine",
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(name: "lvsd", dependencies: ["Director", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "ipvsadm", dependencies: ["ControlAPI"]),
 
         .executableTarget(
             name: "LVSCoreBenchmark",
@@ -26,6 +45,7 @@ let package = Package(
         .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
 
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "LVSCore"]),
+        .testTarget(name: "DirectorTests", dependencies: ["Director", "ControlAPI", "LVSCore"]),
         .testTarget(
             name: "LVSCoreTests",
             dependencies: ["LVSCore"],

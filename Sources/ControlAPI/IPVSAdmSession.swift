@@ -27,6 +27,17 @@ public struct IPVSAdmSession: Sendable {
 
     public static let versionLine = "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)\n"
 
+    /// Whether a command line may change the table (anything but listings, -S, -h, -v and lines that
+    /// do not parse).
+    public func changesTable(_ argv: [String]) -> Bool {
+        let args = Array(argv.dropFirst()).filter { $0 != "--json" }
+        guard let command = try? IPVSAdmParser(resolver: resolver).parse(args) else { return false }
+        switch command {
+        case .list, .save, .help, .version: return false
+        default: return true
+        }
+    }
+
     /// Runs one command line (`argv[0]` is the program name as typed). `stdin` feeds `-R`.
     public func run(_ argv: [String], stdin: String = "", on ipvs: inout IPVS, now: Int64) -> IPVSAdmOutput {
         var args = Array(argv.dropFirst())

@@ -379,6 +379,13 @@ extension IPVS {
         transition(c, p, direction: direction, now: now)
     }
 
+    /// Removes a connection entry at once (an engine that could not complete it, e.g. the real server
+    /// refused): its real server's counts drop as if it had expired.
+    public mutating func forget(connection c: Int32) {
+        guard connections.isLive(c) else { return }
+        removeConnection(c)
+    }
+
     // MARK: State
 
     /// Runs the protocol's state machine for one packet, sets the timeout of the resulting state and

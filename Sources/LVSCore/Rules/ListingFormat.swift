@@ -19,7 +19,7 @@ public struct ListingFormat: Sendable {
     // MARK: printf
 
     /// `%-Ns`: left-justified in a field of `width` (longer text is not cut).
-    static func left(_ text: String, _ width: Int) -> String {
+    public static func left(_ text: String, _ width: Int) -> String {
         text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
     }
 

@@ -1,0 +1,89 @@
+import ControlAPI
+import Foundation
+import LVSCore
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Cuts the control stream into frames (4-byte length + JSON); a frame over the limit closes the
+/// connection, so a client that sends garbage or a huge request only loses its own connection.
+struct ControlFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ByteBuffer
+
+    struct Oversized: Error {}
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let header = buffer.getBytes(at: buffer.readerIndex, length: 4) else { return .needMoreData }
+        guard let length = ControlFraming.length(header) else { throw Oversized() }
+        guard buffer.readableBytes >= 4 + length else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: 4)
+        context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: length)!))
+        return .continue
+    }
+}
+
+/// Answers one request per connection: decodes it, has the director run it, writes the answer, closes.
+final class ControlRequestHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let director: Director
+    private var answered = false
+
+    init(director: Director) { self.director = director }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !answered else { return }
+        answered = true
+        var buffer = unwrapInboundIn(data)
+        let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+        guard let request = try? ControlFraming.decode(ControlRequest.self, from: bytes) else {
+            context.close(promise: nil)
+            return
+        }
+        let channel = context.channel
+        director.execute(request).whenComplete { result in
+            let output = (try? result.get()) ?? IPVSAdmOutput(stderr: "lvsd: internal error\n", exitCode: 255)
+            guard let framed = try? ControlFraming.encode(output) else {
+                channel.close(promise: nil)
+                return
+            }
+            channel.writeAndFlush(ByteBuffer(bytes: framed)).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// The control socket's file: who answers on it, stale files, permissions.
+enum ControlSocketFile {
+    /// Whether a process accepts connections on the socket now.
+    static func isAnswering(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        } == 0
+    }
+
+    static func removeStale(_ path: String) { unlink(path) }
+
+    /// New files owner-only while the socket is created (so there is no moment it is open to others).
+    static func restrictUmask() -> mode_t { umask(0o077) }
+    static func restoreUmask(_ previous: mode_t) { _ = umask(previous) }
+    static func makePrivate(_ path: String) { chmod(path, 0o600) }
+}

@@ -1,0 +1,134 @@
+import ControlAPI
+import LVSCore
+import LVSProxyEngine
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The director: owns the virtual server table (on one event loop), runs the forwarding engine,
+/// answers ipvsadm over the control socket, and keeps the table's clocks (expiry, rate estimation).
+public final class Director: @unchecked Sendable {
+    // @unchecked Sendable: the table lives in `state`, touched only on `state.loop`; `timers` and
+    // `control` are set up and torn down on that loop too.
+    public let state: LoadBalancerState
+    public let engine: ProxyEngine
+    let logger: Logger
+    let session: IPVSAdmSession
+    private var timers: [RepeatedTask] = []
+    private var control: Channel?
+    private var controlPath: String?
+
+    public init(loop: EventLoop, settings: IPVSSettings = IPVSSettings(), logger: Logger,
+                session: IPVSAdmSession = IPVSAdmSession()) {
+        self.logger = logger
+        self.session = session
+        state = LoadBalancerState(loop: loop, ipvs: IPVS(settings: settings, now: Int64(NIODeadline.now().uptimeNanoseconds)))
+        engine = ProxyEngine(state: state, logger: logger)
+    }
+
+    public var loop: EventLoop { state.loop }
+
+    /// Starts the table's clocks: expiry every 100 ms tick, rates every 2 s, scheduler caches every 60 s.
+    public func start() -> EventLoopFuture<Void> {
+        loop.submit {
+            let s = self.state
+            self.timers.append(s.loop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { _ in
+                s.ipvs.expire(now: s.now)
+            })
+            self.timers.append(s.loop.scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(2)) { _ in
+                s.ipvs.sampleRates()
+            })
+            self.timers.append(s.loop.scheduleRepeatedTask(initialDelay: .seconds(60), delay: .seconds(60)) { _ in
+                s.ipvs.schedulerHousekeeping(now: s.now)
+            })
+        }
+    }
+
+    // MARK: Commands
+
+    /// Runs an ipvsadm command line. A change that adds a virtual service the engine cannot listen on
+    /// is refused as a whole with a clear error, and the table stays as it was and stays served: the
+    /// command is first run on a copy, the listeners it needs are opened, and only then is it applied.
+    public func execute(_ request: ControlRequest) -> EventLoopFuture<IPVSAdmOutput> {
+        loop.flatSubmit {
+            let s = self.state
+            if !self.session.changesTable(request.argv) {
+                return s.loop.makeSucceededFuture(self.session.run(request.argv, stdin: request.stdin, on: &s.ipvs, now: s.now))
+            }
+            let wanted: Set<VirtualService.Key> = {
+                var trial = s.ipvs
+                _ = self.session.run(request.argv, stdin: request.stdin, on: &trial, now: s.now)
+                return Set(trial.serviceSnapshots.map(\.config.key).filter(ProxyEngine.serves))
+            }()
+            let missing = wanted.subtracting(self.engine.listeningKeys)
+            return self.engine.listen(missing).map { failures in
+                guard failures.isEmpty else {
+                    self.engine.stopListening(missing.subtracting(failures.map(\.key)))
+                    var output = IPVSAdmOutput(exitCode: 255)
+                    for f in failures {
+                        self.logger.error("cannot serve virtual service", metadata: ["vip": "\(f.key)", "error": "\(f.reason)"])
+                        output.stderr += "lvsd: \(f)\n"
+                    }
+                    return output
+                }
+                let output = self.session.run(request.argv, stdin: request.stdin, on: &s.ipvs, now: s.now)
+                self.engine.stopListening(self.engine.listeningKeys.subtracting(
+                    s.ipvs.serviceSnapshots.map(\.config.key)))
+                return output
+            }
+        }
+    }
+
+    /// Applies an ipvsadm command line from code (demo set-up, tests); fails with its stderr.
+    public func run(_ args: [String]) -> EventLoopFuture<IPVSAdmOutput> {
+        execute(ControlRequest(argv: ["ipvsadm"] + args))
+    }
+
+    // MARK: Control socket
+
+    public struct ControlSocketError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Listens for ipvsadm on a Unix socket (mode 0600). Refuses to take over a socket another lvsd is
+    /// answering on; removes a stale one.
+    public func serveControl(at path: String) -> EventLoopFuture<Void> {
+        if ControlSocketFile.isAnswering(path) {
+            return loop.makeFailedFuture(ControlSocketError(description: "another lvsd is already running on \(path)"))
+        }
+        ControlSocketFile.removeStale(path)
+        let director = self
+        let previousMask = ControlSocketFile.restrictUmask()
+        let bound = ServerBootstrap(group: loop)
+            .serverChannelOption(.backlog, value: 64)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ControlFrameDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(ControlRequestHandler(director: director))
+                }
+            }
+            .bind(unixDomainSocketPath: path)
+        bound.whenComplete { _ in ControlSocketFile.restoreUmask(previousMask) }
+        return bound.flatMap { channel in
+            director.loop.submit {
+                director.control = channel
+                director.controlPath = path
+                ControlSocketFile.makePrivate(path)
+                director.logger.info("control socket ready", metadata: ["path": "\(path)"])
+            }
+        }
+    }
+
+    /// Stops listening everywhere and removes the control socket; relayed connections are closed by
+    /// the event loop group's shutdown that follows.
+    public func shutdown() -> EventLoopFuture<Void> {
+        loop.flatSubmit {
+            for t in self.timers { t.cancel() }
+            self.timers = []
+            let closing = [self.engine.stop(), self.control?.close() ?? self.loop.makeSucceededVoidFuture()]
+            if let path = self.controlPath { ControlSocketFile.removeStale(path) }
+            return EventLoopFuture.andAllComplete(closing, on: self.loop)
+        }
+    }
+}
+

@@ -1,0 +1,141 @@
+// lvsd, the SwiftLVS director daemon: argument parsing and wiring only.
+import ControlAPI
+import Director
+import Dispatch
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let usage = """
+    Usage: lvsd [options]
+           lvsd demo          three demo real servers and a wrr service on 127.0.0.1:8080
+    Options:
+      -f, --use-file PATH     keepalived configuration file
+          --engine NAME       proxy (default), packet or kernel
+          --control PATH      control socket (also LVSD_SOCKET; default /run/lvsd.sock as root,
+                              otherwise $XDG_RUNTIME_DIR/lvsd.sock or /tmp/lvsd-UID.sock)
+      -n, --dont-fork         stay in the foreground (lvsd always does)
+      -l, --log-console       log to the console (stderr; lvsd always does)
+      -D, --log-detail        detailed logging
+      -h, --help              this text
+      -v, --version           version
+
+    """
+
+func fail(_ message: String, code: Int32 = 2) -> Never {
+    FileHandle.standardError.write(Data("lvsd: \(message)\n".utf8))
+    exit(code)
+}
+
+var configFile: String?
+var engineName = "proxy"
+var controlPath: String?
+var detail = false
+var demo = false
+var args = Array(CommandLine.arguments.dropFirst())[...]
+@MainActor
+func value(_ option: String) -> String {
+    guard let v = args.popFirst() else { fail("option \(option) needs a value") }
+    return v
+}
+while let arg = args.popFirst() {
+    var name = arg
+    var inline: String?
+    if arg.hasPrefix("--"), let eq = arg.firstIndex(of: "=") {
+        name = String(arg[..<eq])
+        inline = String(arg[arg.index(after: eq)...])
+    }
+    switch name {
+    case "-f", "--use-file": configFile = inline ?? value(name)
+    case "--engine": engineName = inline ?? value(name)
+    case "--control": controlPath = inline ?? value(name)
+    case "-n", "--dont-fork", "-l", "--log-console": break
+    case "-D", "--log-detail": detail = true
+    case "demo", "--demo": demo = true
+    case "-h", "--help":
+        print(usage, terminator: "")
+        exit(0)
+    case "-v", "--version":
+        print("lvsd (SwiftLVS) 0.1")
+        exit(0)
+    default: fail("unknown option \(arg)\n\(usage)")
+    }
+}
+
+if configFile != nil {
+    fail("reading keepalived.conf (-f) is not yet supported in this build; drive lvsd with ipvsadm meanwhile")
+}
+switch engineName {
+case "proxy": break
+case "packet", "kernel": fail("the \(engineName) engine is not available in this build (use --engine proxy)")
+default: fail("unknown engine \(engineName) (proxy, packet or kernel)")
+}
+
+let logLevel: Logger.Level = detail ? .debug : .info
+LoggingSystem.bootstrap { label in
+    var handler = StreamLogHandler.standardError(label: label)
+    handler.logLevel = logLevel
+    return handler
+}
+let logger = Logger(label: "lvsd")
+
+let path = controlPath ?? ControlSocketPath.resolve()
+let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+let names = FileNames()
+let director = Director(loop: group.next(), logger: logger, session: IPVSAdmSession(resolver: names, names: names))
+do {
+    try director.start().wait()
+    try director.serveControl(at: path).wait()
+} catch {
+    fail("\(error)", code: 1)
+}
+logger.info("lvsd started", metadata: ["engine": "\(engineName)", "control": "\(path)"])
+
+if demo {
+    let servers = [("127.0.0.1", 18181, "rs1 host!\n", 3), ("127.0.0.1", 18182, "rs2 host!\n", 2), ("127.0.0.1", 18183, "rs3 host!\n", 1)]
+    do {
+        for (host, port, body, _) in servers {
+            _ = try DemoBackends.start(on: group, host: host, port: port, body: body).wait()
+        }
+        var commands = [["-A", "-t", "127.0.0.1:8080", "-s", "wrr"]]
+        for (host, port, _, weight) in servers {
+            commands.append(["-a", "-t", "127.0.0.1:8080", "-r", "\(host):\(port)", "-m", "-w", "\(weight)"])
+        }
+        for c in commands {
+            let out = try director.run(c).wait()
+            if out.exitCode != 0 { fail("demo set-up (ipvsadm \(c.joined(separator: " "))): \(out.stderr)", code: 1) }
+        }
+    } catch {
+        fail("demo set-up: \(error)", code: 1)
+    }
+    let socketHint = controlPath == nil ? "" : "LVSD_SOCKET=\(path) "
+    print("""
+        SwiftLVS demo: a wrr virtual service on 127.0.0.1:8080 over three real servers (weights 3:2:1).
+        Try, in another terminal:
+          curl http://127.0.0.1:8080/
+          \(socketHint)swift run ipvsadm -Ln
+        Stop with Ctrl-C.
+        """)
+}
+
+// SIGINT/SIGTERM: stop listening, remove the control socket, close connections, exit.
+var signalSources: [DispatchSourceSignal] = []
+for sig in [SIGINT, SIGTERM] {
+    signal(sig, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: sig, queue: .main)
+    source.setEventHandler {
+        logger.info("stopping", metadata: ["signal": "\(sig)"])
+        director.shutdown().whenComplete { _ in
+            try? group.syncShutdownGracefully()
+            exit(0)
+        }
+    }
+    source.resume()
+    signalSources.append(source)
+}
+dispatchMain()
