@@ -134,12 +134,19 @@ public final class ProxyEngine: @unchecked Sendable {
     }
 
     func connect(to destination: Endpoint) -> EventLoopFuture<Channel> {
-        ClientBootstrap(group: state.loop)
+        // A socket address built from the numbers: connect(host:) would go through name resolution.
+        let address: SocketAddress
+        do {
+            address = try SocketAddress(ipAddress: "\(destination.address)", port: Int(destination.port))
+        } catch {
+            return state.loop.makeFailedFuture(error)
+        }
+        return ClientBootstrap(group: state.loop)
             .connectTimeout(connectTimeout)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.autoRead, value: false)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connect(host: "\(destination.address)", port: Int(destination.port))
+            .connect(to: address)
     }
 
     /// Reports a relayed chunk or a half-close to the table.

@@ -121,6 +121,7 @@ if demo {
           \(socketHint)swift run ipvsadm -Ln
         Stop with Ctrl-C.
         """)
+    fflush(nil)  // flush stdout even when it is a file or a pipe
 }
 
 // SIGINT/SIGTERM: stop listening, remove the control socket, close connections, exit.
@@ -131,8 +132,10 @@ for sig in [SIGINT, SIGTERM] {
     source.setEventHandler {
         logger.info("stopping", metadata: ["signal": "\(sig)"])
         director.shutdown().whenComplete { _ in
-            try? group.syncShutdownGracefully()
-            exit(0)
+            // Not from the event loop itself: hand the group's shutdown to the main queue.
+            DispatchQueue.main.async {
+                group.shutdownGracefully { _ in exit(0) }
+            }
         }
     }
     source.resume()

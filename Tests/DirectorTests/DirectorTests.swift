@@ -130,8 +130,14 @@ import Glibc
             """)
         let stats = try h.ipvsadm("-Ln --stats -t 127.0.0.1:\(vip)").stdout
         #expect(stats.contains("TCP  127.0.0.1:\(vip)"))
-        let conns = try h.ipvsadm("-Lnc").stdout.split(separator: "\n").filter { $0.contains("TIME_WAIT") }
-        #expect(conns.count == 4)
+        // Each connection ends as the kernel's would: both sides closed in order, TIME_WAIT.
+        var entries: [Substring] = []
+        for _ in 0..<20 {
+            entries = try h.ipvsadm("-Lnc").stdout.split(separator: "\n").dropFirst(2).map { $0 }
+            if entries.count == 4 && entries.allSatisfy({ $0.contains("TIME_WAIT") }) { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        #expect(entries.count == 4 && entries.allSatisfy { $0.contains("TIME_WAIT") }, "\(entries)")
     }
 
     @Test func weightedRoundRobinLandsFourThreeTwo() throws {
