@@ -55,6 +55,39 @@ public enum ControlSocketPath {
     }
 }
 
+/// Blocking Unix-domain stream sockets.
+public enum UnixSocket {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// A connected socket descriptor (the caller closes it), or why not (the errno text).
+    public static func connect(_ path: String) -> Result<Int32, Failure> {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return .failure(Failure(description: String(cString: strerror(errno)))) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            close(fd)
+            return .failure(Failure(description: "socket path too long: \(path)"))
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else {
+            let why = String(cString: strerror(errno))
+            close(fd)
+            return .failure(Failure(description: why))
+        }
+        return .success(fd)
+    }
+}
+
 /// A blocking client for the control socket (what the ipvsadm command uses).
 public enum ControlClient {
     public enum Failure: Error, CustomStringConvertible {
@@ -73,23 +106,14 @@ public enum ControlClient {
     static func errnoText() -> String { String(cString: strerror(errno)) }
 
     public static func send(_ request: ControlRequest, to path: String, timeoutSeconds: Int = 60) throws(Failure) -> IPVSAdmOutput {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw .unreachable(errnoText()) }
+        let fd: Int32
+        switch UnixSocket.connect(path) {
+        case .success(let descriptor): fd = descriptor
+        case .failure(let why): throw .unreachable(why.description)
+        }
         defer { close(fd) }
         var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw .unreachable("socket path too long: \(path)") }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else { throw .unreachable(errnoText()) }
         let message: [UInt8]
         do {
             message = try ControlFraming.encode(request)

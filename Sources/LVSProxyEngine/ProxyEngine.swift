@@ -144,7 +144,6 @@ public final class ProxyEngine: @unchecked Sendable {
         return ClientBootstrap(group: state.loop)
             .connectTimeout(connectTimeout)
             .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelOption(.autoRead, value: false)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(to: address)
     }

@@ -128,9 +128,23 @@ final class FrontendHandler: ChannelInboundHandler {
         self.virtual = virtual
     }
 
+    /// The endpoint of a socket address, read from the sockaddr itself (no text round trip).
     static func endpoint(_ address: SocketAddress?) -> Endpoint? {
-        guard let address, let ip = address.ipAddress, let port = address.port, let parsed = IPAddress(ip) else { return nil }
-        return Endpoint(parsed, UInt16(port))
+        switch address {
+        case .v4(let a):
+            return Endpoint(IPAddress(v4: UInt32(bigEndian: a.address.sin_addr.s_addr)), UInt16(bigEndian: a.address.sin_port))
+        case .v6(let a):
+            let bytes = withUnsafeBytes(of: a.address.sin6_addr) { Array($0) }
+            var high: UInt64 = 0
+            var low: UInt64 = 0
+            for i in 0..<8 {
+                high = high << 8 | UInt64(bytes[i])
+                low = low << 8 | UInt64(bytes[i + 8])
+            }
+            return Endpoint(IPAddress(v6High: high, low: low), UInt16(bigEndian: a.address.sin6_port))
+        default:
+            return nil
+        }
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -169,8 +183,9 @@ final class FrontendHandler: ChannelInboundHandler {
                     server.close(promise: nil)
                     return
                 }
+                // The real server's side reads from the start (its handler is in place before the
+                // loop's next read); the client's side starts reading now that it has somewhere to go.
                 client.setOption(.autoRead, value: true).whenComplete { _ in }
-                server.setOption(.autoRead, value: true).whenComplete { _ in }
             case .failure(let error):
                 engine.logger.debug("real server did not answer", metadata: [
                     "rip": "\(forwarding.destination)", "error": "\(error)",

@@ -222,16 +222,9 @@ import Glibc
         #expect(throws: (any Error).self) { try other.director.serveControl(at: path).wait() }
         // Garbage and an oversized frame only lose their own connection.
         for junk in [[UInt8](repeating: 0xFF, count: 64), ControlFraming.frame(Array("not json".utf8))] {
-            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in
-                let bytes = Array(path.utf8)
-                raw.copyBytes(from: bytes)
-                raw[bytes.count] = 0
-            }
-            _ = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            guard case .success(let fd) = UnixSocket.connect(path) else {
+                Issue.record("cannot connect to \(path)")
+                return
             }
             _ = write(fd, junk, junk.count)
             var buffer = [UInt8](repeating: 0, count: 16)
