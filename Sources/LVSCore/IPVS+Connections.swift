@@ -379,6 +379,9 @@ extension IPVS {
         transition(c, p, direction: direction, now: now)
     }
 
+    /// Whether a connection entry (from a `Forwarding`) is still in the table.
+    public func isLive(connection c: Int32) -> Bool { connections.isLive(c) }
+
     /// Removes a connection entry at once (an engine that could not complete it, e.g. the real server
     /// refused): its real server's counts drop as if it had expired.
     public mutating func forget(connection c: Int32) {

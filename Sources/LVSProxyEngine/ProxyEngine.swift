@@ -53,11 +53,13 @@ public final class ProxyEngine: @unchecked Sendable {
         public var description: String { "cannot listen on \(key): \(reason)" }
     }
 
-    /// Services the proxy serves: TCP services with an address and a port (fwmark services and port 0
-    /// need the packet engine; UDP comes later).
+    /// Services the proxy serves: TCP and UDP services with an address and a port (fwmark services,
+    /// port 0 and SCTP need the packet engine).
     public static func serves(_ key: VirtualService.Key) -> Bool {
-        if case .address(.tcp, _, let port) = key { return port != 0 }
-        return false
+        switch key {
+        case .address(.tcp, _, let port), .address(.udp, _, let port): return port != 0
+        default: return false
+        }
     }
 
     /// Opens listeners for `keys` (services the proxy serves); succeeds with the ones that failed.
@@ -82,8 +84,23 @@ public final class ProxyEngine: @unchecked Sendable {
     }
 
     private func listen(_ key: VirtualService.Key) -> EventLoopFuture<Void> {
-        guard case .address(_, let address, let port) = key else { return state.loop.makeSucceededVoidFuture() }
+        guard case .address(let proto, let address, let port) = key else { return state.loop.makeSucceededVoidFuture() }
         let engine = self
+        if proto == .udp {
+            return DatagramBootstrap(group: state.loop)
+                .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            UDPFrontendHandler(engine: engine, virtual: Endpoint(address, port)))
+                    }
+                }
+                .bind(host: "\(address)", port: Int(port))
+                .map { channel in
+                    engine.listeners[key] = channel
+                    engine.logger.info("listening", metadata: ["vip": "\(key)"])
+                }
+        }
         let bootstrap = ServerBootstrap(group: state.loop)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)
@@ -146,6 +163,11 @@ public final class ProxyEngine: @unchecked Sendable {
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(to: address)
+    }
+
+    /// The socket address of an endpoint, built from its numbers.
+    static func socketAddress(_ endpoint: Endpoint) throws -> SocketAddress {
+        try SocketAddress(ipAddress: "\(endpoint.address)", port: Int(endpoint.port))
     }
 
     /// Reports a relayed chunk or a half-close to the table.

@@ -82,6 +82,78 @@ import Glibc
         }
     }
 
+    /// Sends one datagram from a fresh socket and returns the reply and the port it came from.
+    static func udpExchange(_ host: String, _ port: Int, _ payload: String) -> (String, Int)? {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var tv = timeval(tv_sec: 3, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, host, &address.sin_addr)
+        let bytes = Array(payload.utf8)
+        let sent = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, bytes, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard sent == bytes.count else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        var from = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let n = withUnsafeMutablePointer(to: &from) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, &buffer, buffer.count, 0, $0, &length) }
+        }
+        guard n > 0 else { return nil }
+        return (String(decoding: buffer[0..<n], as: UTF8.self), Int(UInt16(bigEndian: from.sin_port)))
+    }
+
+    /// A UDP real server answering "<name>:<payload>".
+    final class UDPEcho: ChannelInboundHandler {
+        typealias InboundIn = AddressedEnvelope<ByteBuffer>
+        typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+        let name: String
+        init(name: String) { self.name = name }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var envelope = unwrapInboundIn(data)
+            let text = envelope.data.readString(length: envelope.data.readableBytes) ?? ""
+            context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress,
+                                                                    data: ByteBuffer(string: "\(name):\(text)"))), promise: nil)
+        }
+    }
+
+    @Test func udpServicesRelayDatagramsPerClientFlow() throws {
+        let h = try Harness()
+        defer { h.stop() }
+        var ports: [Int] = []
+        for name in ["u1", "u2"] {
+            let channel = try DatagramBootstrap(group: h.group)
+                .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(UDPEcho(name: name)) } }
+                .bind(host: "127.0.0.1", port: 0).wait()
+            h.backends.append(channel)
+            ports.append(channel.localAddress!.port!)
+        }
+        let vip = DirectorTests.freePort()
+        try h.ipvsadm("-A -u 127.0.0.1:\(vip) -s rr")
+        for p in ports { try h.ipvsadm("-a -u 127.0.0.1:\(vip) -r 127.0.0.1:\(p) -m") }
+        var answers: [String] = []
+        for i in 0..<4 {
+            guard let (reply, from) = DirectorTests.udpExchange("127.0.0.1", vip, "ping\(i)") else {
+                Issue.record("no reply to datagram \(i)")
+                return
+            }
+            #expect(from == vip)  // replies come from the VIP
+            answers.append(reply)
+        }
+        #expect(answers == ["u2:ping0", "u1:ping1", "u2:ping2", "u1:ping3"])
+        let listing = try h.ipvsadm("-Ln -u 127.0.0.1:\(vip)").stdout
+        // UDP flows are always inactive, as in the kernel.
+        #expect(listing.split(separator: "\n").filter { $0.contains("Masq    1      0          2") }.count == 2)
+        let stats = try h.ipvsadm("-Ln --stats --exact -u 127.0.0.1:\(vip)").stdout.split(separator: "\n")[2]
+            .split(separator: " ").map(String.init)
+        #expect(stats[2] == "4" && stats[3] == "4" && stats[4] == "4")  // conns, in packets, out packets
+    }
+
     static func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
