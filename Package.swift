@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
 
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "LVSCore"]),
-        .testTarget(name: "DirectorTests", dependencies: ["Director", "ControlAPI", "LVSCore"]),
+        .testTarget(name: "DirectorTests", dependencies: ["Director", "ControlAPI", "LVSCore", "LVSProxyEngine"]),
         .testTarget(
             name: "LVSCoreTests",
             dependencies: ["LVSCore"],

@@ -205,6 +205,7 @@ public struct IPVSAdmSession: Sendable {
           --numeric      -n          numeric addresses and ports
           --sched-flags  -b flags    scheduler flags, comma-separated
           --json                     (SwiftLVS) listings as JSON
+          --proxy-protocol           (SwiftLVS, -a/-e) PROXY protocol v2 header toward this real server
         Daemon options:
           --syncid id | --sync-maxlen bytes | --mcast-interface name | --mcast-group address
           --mcast-port port | --mcast-ttl ttl

@@ -34,6 +34,7 @@ public enum ListingJSON {
         var persistentConnections: UInt32
         var overloaded: Bool
         var tunnel: String?
+        var proxyProtocol: Bool
         var stats: Stats
     }
 
@@ -92,6 +93,7 @@ public enum ListingJSON {
                        activeConnections: r.activeConnections, inactiveConnections: r.inactiveConnections,
                        persistentConnections: r.persistentConnections, overloaded: r.isOverloaded,
                        tunnel: r.config.forwarding == .tunnel ? r.config.tunnel.kind.name : nil,
+                       proxyProtocol: r.config.proxyProtocol,
                        stats: Stats(r.counters, r.rates))
             })
         switch c.key {

@@ -172,6 +172,10 @@ final class FrontendHandler: ChannelInboundHandler {
                 // The handshake the table would have seen: SYN-ACK from the server, ACK from the client.
                 engine.account(forwarding.connection, .output, flags: [.syn, .ack], bytes: 0)
                 engine.account(forwarding.connection, .input, flags: .ack, bytes: 0)
+                if engine.state.ipvs.realServer(forwarding.server).config.proxyProtocol {
+                    let header = ProxyProtocolV2.header(source: from, destination: virtual, protocol: .tcp)
+                    server.writeAndFlush(ByteBuffer(bytes: header), promise: nil)
+                }
                 let front = RelayHandler(engine: engine, direction: .input)
                 let back = RelayHandler(engine: engine, direction: .output)
                 RelayHandler.join(front, back, connection: forwarding.connection)

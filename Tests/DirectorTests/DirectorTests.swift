@@ -2,6 +2,7 @@ import ControlAPI
 import Director
 import Foundation
 import LVSCore
+import LVSProxyEngine
 import Logging
 import NIOCore
 import NIOPosix
@@ -152,6 +153,55 @@ import Glibc
         let stats = try h.ipvsadm("-Ln --stats --exact -u 127.0.0.1:\(vip)").stdout.split(separator: "\n")[2]
             .split(separator: " ").map(String.init)
         #expect(stats[2] == "4" && stats[3] == "4" && stats[4] == "4")  // conns, in packets, out packets
+    }
+
+    /// A real server that expects a PROXY v2 header and answers with the addresses it carried.
+    final class ProxyHeaderEcho: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        private var bytes: [UInt8] = []
+        private var answered = false
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var buffer = unwrapInboundIn(data)
+            bytes += buffer.readBytes(length: buffer.readableBytes) ?? []
+            guard !answered, bytes.count >= 28 else { return }
+            answered = true
+            let ok = Array(bytes[0..<12]) == ProxyProtocolV2.signature && bytes[12] == 0x21 && bytes[13] == 0x11
+            let src = "\(bytes[16]).\(bytes[17]).\(bytes[18]).\(bytes[19]):\(Int(bytes[24]) << 8 | Int(bytes[25]))"
+            let dst = "\(bytes[20]).\(bytes[21]).\(bytes[22]).\(bytes[23]):\(Int(bytes[26]) << 8 | Int(bytes[27]))"
+            let body = ok ? "proxy \(src) \(dst)\n" : "no header\n"
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.0 200 OK\r\n\r\n" + body))).whenComplete { _ in
+                channel.close(promise: nil)
+            }
+        }
+    }
+
+    @Test func proxyProtocolTellsTheRealServerWhoTheClientIs() throws {
+        let h = try Harness()
+        defer { h.stop() }
+        let backend = try ServerBootstrap(group: h.group)
+            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(ProxyHeaderEcho()) } }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        h.backends.append(backend)
+        let vip = DirectorTests.freePort()
+        try h.ipvsadm("-A -t 127.0.0.1:\(vip) -s rr")
+        try h.ipvsadm("-a -t 127.0.0.1:\(vip) -r 127.0.0.1:\(backend.localAddress!.port!) -m --proxy-protocol")
+        let answer = DirectorTests.get("127.0.0.1", vip, from: "127.0.0.7") ?? "-"
+        #expect(answer.hasPrefix("proxy 127.0.0.7:") && answer.hasSuffix(" 127.0.0.1:\(vip)\n"), "\(answer)")
+        #expect(try h.ipvsadm("-Sn").stdout.contains(" -m -w 1 --proxy-protocol\n"))
+    }
+
+    @Test func proxyProtocolHeaders() {
+        let v4 = ProxyProtocolV2.header(source: Endpoint(IPAddress("192.168.0.5")!, 40000),
+                                        destination: Endpoint(IPAddress("10.0.0.1")!, 80), protocol: .tcp)
+        #expect(v4 == ProxyProtocolV2.signature + [0x21, 0x11, 0, 12, 192, 168, 0, 5, 10, 0, 0, 1, 0x9C, 0x40, 0, 80])
+        let v6 = ProxyProtocolV2.header(source: Endpoint(IPAddress("2001:db8::5")!, 1), destination: Endpoint(IPAddress("2001:db8::1")!, 443),
+                                        protocol: .udp)
+        #expect(v6.count == 16 + 36)
+        #expect(Array(v6[12..<16]) == [0x21, 0x22, 0, 36])
+        #expect(Array(v6[16..<20]) == [0x20, 0x01, 0x0d, 0xb8])
     }
 
     static func freePort() -> Int {

@@ -102,6 +102,7 @@ import Testing
         ("-A -t", "-t: missing argument", 255),
         ("-L -t", "-t: missing argument", 255),
         ("-Atn 1.2.3.4:80", "illegal virtual server address[:port] specified", 2),
+        ("-A -t 1.2.3.4:80 --proxy-protocol", "Illegal 'proxy-protocol' option with the 'add-service' command", 2),
     ]
 
     @Test(arguments: refusals)

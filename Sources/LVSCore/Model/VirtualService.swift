@@ -165,6 +165,9 @@ public struct RealServerConfig: Hashable, Sendable {
     public var upperThreshold: UInt32
     public var lowerThreshold: UInt32
     public var tunnel: TunnelConfig
+    /// SwiftLVS extension (`--proxy-protocol`): the proxy engine opens each connection to this real
+    /// server with a PROXY protocol v2 header carrying the client's and the VIP's addresses.
+    public var proxyProtocol: Bool
 
     public init(
         _ endpoint: Endpoint,
@@ -172,7 +175,8 @@ public struct RealServerConfig: Hashable, Sendable {
         weight: Int32 = 1,
         upperThreshold: UInt32 = 0,
         lowerThreshold: UInt32 = 0,
-        tunnel: TunnelConfig = TunnelConfig()
+        tunnel: TunnelConfig = TunnelConfig(),
+        proxyProtocol: Bool = false
     ) {
         self.endpoint = endpoint
         self.forwarding = forwarding
@@ -180,5 +184,6 @@ public struct RealServerConfig: Hashable, Sendable {
         self.upperThreshold = upperThreshold
         self.lowerThreshold = lowerThreshold
         self.tunnel = tunnel
+        self.proxyProtocol = proxyProtocol
     }
 }

@@ -197,6 +197,7 @@ extension IPVSAdmParser {
             case "tun-nocsum": try set(.tunnelNoChecksum)
             case "tun-csum": try set(.tunnelChecksum)
             case "tun-remcsum": try set(.tunnelRemoteChecksum)
+            case "proxy-protocol": try set(.proxyProtocol)
             default:
                 throw IPVSAdmError("\(o.typed): unknown option", exitCode: 255)
             }
@@ -292,7 +293,8 @@ extension IPVSAdmParser {
                 let tunnel = try checkTunnel()
                 let config = RealServerConfig(
                     Endpoint(serverAddress, port), forwarding: forwarding, weight: weight,
-                    upperThreshold: upperThreshold, lowerThreshold: lowerThreshold, tunnel: tunnel)
+                    upperThreshold: upperThreshold, lowerThreshold: lowerThreshold, tunnel: tunnel,
+                    proxyProtocol: has(.proxyProtocol))
                 return command == .addServer ? .addServer(serviceKey, config) : .editServer(serviceKey, config)
             case .list:
                 let grouped = has(.connection) || has(.timeout) || has(.daemon)

@@ -62,13 +62,15 @@ public struct IPVSAdmParser: Sendable {
         case persistentConnections, noSort, syncID, exact, onePacket, persistenceEngine, schedulerFlags
         case mcastGroup, mcastPort, mcastTTL, syncMaxLength, tunnelInfo, tunnelType, tunnelPort
         case tunnelNoChecksum, tunnelChecksum, tunnelRemoteChecksum
+        /// SwiftLVS extension, after every ipvsadm 1.31 option so their checks come first.
+        case proxyProtocol
 
         var name: String {
             ["numeric", "connection", "service-address", "scheduler", "persistent", "netmask", "real-server",
              "forwarding-method", "weight", "u-threshold", "l-threshold", "mcast-interface", "timeout", "daemon",
              "stats", "rate", "thresholds", "persistent-conn", "nosort", "syncid", "exact", "ops", "pe",
              "sched-flags", "mcast-group", "mcast-port", "mcast-ttl", "sync-maxlen", "tun-info", "tun-type",
-             "tun-port", "tun-nocsum", "tun-csum", "tun-remcsum"][rawValue]
+             "tun-port", "tun-nocsum", "tun-csum", "tun-remcsum", "proxy-protocol"][rawValue]
         }
     }
 
@@ -94,7 +96,7 @@ public struct IPVSAdmParser: Sendable {
             switch option {
             case .service, .realServer: return "+"
             case .forward, .weight, .upperThreshold, .lowerThreshold, .tunnelType, .tunnelPort, .tunnelNoChecksum,
-                 .tunnelChecksum, .tunnelRemoteChecksum: return " "
+                 .tunnelChecksum, .tunnelRemoteChecksum, .proxyProtocol: return " "
             default: return "x"
             }
         case .deleteServer:
@@ -183,6 +185,7 @@ public struct IPVSAdmParser: Sendable {
         Spec(short: nil, long: "tun-remcsum", argument: .none, id: "tun-remcsum"),
         Spec(short: "X", long: "exact", argument: .none, id: "X"),
         Spec(short: nil, long: "tun-info", argument: .none, id: "tun-info"),
+        Spec(short: nil, long: "proxy-protocol", argument: .none, id: "proxy-protocol"),
     ]
 
     /// One option occurrence from the command line, as popt hands them out.

@@ -80,6 +80,7 @@ public enum SaveFormat {
             case .gre: line += " \(checksum)"
             }
         }
+        if s.proxyProtocol { line += " --proxy-protocol" }
         return line
     }
 
