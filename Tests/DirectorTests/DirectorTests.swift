@@ -52,7 +52,10 @@ import Glibc
         return String(text[split.upperBound...])
     }
 
-    final class Harness {
+    /// A director on its own event loop, with real servers beside it.
+    // @unchecked Sendable: used from the test's thread only; closures that capture it run while the
+    // test waits for them.
+    final class Harness: @unchecked Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let director: Director
         var backends: [Channel] = []
