@@ -207,6 +207,74 @@ import Glibc
         #expect(Array(v6[16..<20]) == [0x20, 0x01, 0x0d, 0xb8])
     }
 
+    /// A real server that answers a little and then resets the connection.
+    final class Reset: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")))
+                .flatMap { () -> EventLoopFuture<Void> in
+                    // SO_LINGER 0: the close below is a reset, not an orderly FIN.
+                    guard let provider = channel as? SocketOptionProvider else { return channel.eventLoop.makeSucceededVoidFuture() }
+                    return provider.setSoLinger(linger(l_onoff: 1, l_linger: 0))
+                }
+                .whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    /// A keep-alive client: one connection, one request at a time; nil once the connection is gone.
+    final class KeepAliveClient {
+        let fd: Int32
+        init?(port: Int) {
+            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var tv = timeval(tv_sec: 3, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+            let ok = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if ok != 0 { close(fd); return nil }
+        }
+        deinit { close(fd) }
+
+        func request() -> String? {
+            let text = Array("GET / HTTP/1.1\r\nHost: t\r\n\r\n".utf8)
+            guard write(fd, text, text.count) == text.count else { return nil }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let n = read(fd, &buffer, buffer.count)
+            guard n > 0 else { return nil }
+            let reply = String(decoding: buffer[0..<n], as: UTF8.self)
+            return reply.range(of: "\r\n\r\n").map { String(reply[$0.upperBound...]) }
+        }
+    }
+
+    @Test func aRealServerGoingAwayClosesOnlyItsClientsConnection() throws {
+        let h = try Harness()
+        defer { h.stop() }
+        let good = try h.backend("steady\n")
+        let bad = try ServerBootstrap(group: h.group)
+            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(Reset()) } }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        h.backends.append(bad)
+        let steadyVIP = DirectorTests.freePort()
+        let flakyVIP = DirectorTests.freePort()
+        try h.ipvsadm("-A -t 127.0.0.1:\(steadyVIP) -s rr")
+        try h.ipvsadm("-a -t 127.0.0.1:\(steadyVIP) -r 127.0.0.1:\(good) -m")
+        try h.ipvsadm("-A -t 127.0.0.1:\(flakyVIP) -s rr")
+        try h.ipvsadm("-a -t 127.0.0.1:\(flakyVIP) -r 127.0.0.1:\(bad.localAddress!.port!) -m")
+        let steady = try #require(KeepAliveClient(port: steadyVIP))
+        #expect(steady.request() == "steady\n")
+        let flaky = try #require(KeepAliveClient(port: flakyVIP))
+        _ = flaky.request()
+        #expect(flaky.request() == nil)  // its real server reset: this client's connection is closed
+        #expect(steady.request() == "steady\n")  // the other client is untouched
+        #expect(steady.request() == "steady\n")
+    }
+
     static func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
