@@ -26,7 +26,9 @@ let package = Package(
         .target(
             name: "LVSProxyEngine",
             dependencies: ["LVSCore", .product(name: "NIOCore", package: "swift-nio"),
-                           .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "Director",

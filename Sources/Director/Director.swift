@@ -5,11 +5,11 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// The director: owns the virtual server table (on one event loop), runs the forwarding engine,
-/// answers ipvsadm over the control socket, and keeps the table's clocks (expiry, rate estimation).
+/// The director: owns the virtual server table, runs the forwarding engine on its worker event
+/// loops, answers ipvsadm over the control socket, and keeps the table's clocks (expiry, rates).
 public final class Director: @unchecked Sendable {
-    // @unchecked Sendable: the table lives in `state`, touched only on `state.loop`; `timers` and
-    // `control` are set up and torn down on that loop too.
+    // @unchecked Sendable: the table is behind `state`'s lock; `timers`, `control` and `controlPath`
+    // are set up and torn down on the control loop (`state.loop`) only.
     public let state: LoadBalancerState
     public let engine: ProxyEngine
     let logger: Logger
@@ -18,11 +18,12 @@ public final class Director: @unchecked Sendable {
     private var control: Channel?
     private var controlPath: String?
 
-    public init(loop: EventLoop, settings: IPVSSettings = IPVSSettings(), logger: Logger,
+    /// - Parameter loops: the worker event loops; the first also runs the control plane.
+    public init(loops: [EventLoop], settings: IPVSSettings = IPVSSettings(), logger: Logger,
                 session: IPVSAdmSession = IPVSAdmSession()) {
         self.logger = logger
         self.session = session
-        state = LoadBalancerState(loop: loop, ipvs: IPVS(settings: settings, now: Int64(NIODeadline.now().uptimeNanoseconds)))
+        state = LoadBalancerState(loops: loops, ipvs: IPVS(settings: settings, now: Int64(NIODeadline.now().uptimeNanoseconds)))
         engine = ProxyEngine(state: state, logger: logger)
     }
 
@@ -33,13 +34,15 @@ public final class Director: @unchecked Sendable {
         loop.submit {
             let s = self.state
             self.timers.append(s.loop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { _ in
-                s.ipvs.expire(now: s.now)
+                let now = s.now
+                s.withTable { $0.expire(now: now) }
             })
             self.timers.append(s.loop.scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(2)) { _ in
-                s.ipvs.sampleRates()
+                s.withTable { $0.sampleRates() }
             })
             self.timers.append(s.loop.scheduleRepeatedTask(initialDelay: .seconds(60), delay: .seconds(60)) { _ in
-                s.ipvs.schedulerHousekeeping(now: s.now)
+                let now = s.now
+                s.withTable { $0.schedulerHousekeeping(now: now) }
             })
         }
     }
@@ -52,12 +55,15 @@ public final class Director: @unchecked Sendable {
     public func execute(_ request: ControlRequest) -> EventLoopFuture<IPVSAdmOutput> {
         loop.flatSubmit {
             let s = self.state
+            let now = s.now
             if !self.session.changesTable(request.argv) {
-                return s.loop.makeSucceededFuture(self.session.run(request.argv, stdin: request.stdin, on: &s.ipvs, now: s.now))
+                // Listings format a copy, outside the lock.
+                var copy = s.snapshot
+                return s.loop.makeSucceededFuture(self.session.run(request.argv, stdin: request.stdin, on: &copy, now: now))
             }
             let wanted: Set<VirtualService.Key> = {
-                var trial = s.ipvs
-                _ = self.session.run(request.argv, stdin: request.stdin, on: &trial, now: s.now)
+                var trial = s.snapshot
+                _ = self.session.run(request.argv, stdin: request.stdin, on: &trial, now: now)
                 return Set(trial.serviceSnapshots.map(\.config.key).filter(ProxyEngine.serves))
             }()
             let missing = wanted.subtracting(self.engine.listeningKeys)
@@ -71,9 +77,11 @@ public final class Director: @unchecked Sendable {
                     }
                     return output
                 }
-                let output = self.session.run(request.argv, stdin: request.stdin, on: &s.ipvs, now: s.now)
-                self.engine.stopListening(self.engine.listeningKeys.subtracting(
-                    s.ipvs.serviceSnapshots.map(\.config.key)))
+                let (output, keys) = s.withTable { table -> (IPVSAdmOutput, [VirtualService.Key]) in
+                    let output = self.session.run(request.argv, stdin: request.stdin, on: &table, now: s.now)
+                    return (output, table.serviceSnapshots.map(\.config.key))
+                }
+                self.engine.stopListening(self.engine.listeningKeys.subtracting(keys))
                 return output
             }
         }

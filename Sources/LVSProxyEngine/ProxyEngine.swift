@@ -3,27 +3,44 @@ import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-/// The director's table, owned by one event loop: every access happens on `loop`.
+/// The director's table, shared by the worker event loops: every access holds the lock, for as long
+/// as one decision or one update takes (never across I/O).
 public final class LoadBalancerState: @unchecked Sendable {
-    // @unchecked Sendable: `ipvs` is only read or written on `loop` (checked by `assertOnLoop` in
-    // debug builds); other threads reach it by submitting work to the loop.
-    public let loop: EventLoop
-    public var ipvs: IPVS
-    /// Connections the proxy could not open to a real server (each was retried elsewhere or refused).
-    public var realServerFailures: UInt64 = 0
+    // @unchecked Sendable: `table` and `failures` are only read or written inside `lock`.
+    private let lock = NIOLock()
+    private var table: IPVS
+    private var failures: UInt64 = 0
+    /// The event loops connections are served on; the first also runs the control plane.
+    public let loops: [EventLoop]
 
-    public init(loop: EventLoop, ipvs: IPVS = IPVS()) {
-        self.loop = loop
-        self.ipvs = ipvs
+    public init(loops: [EventLoop], ipvs: IPVS = IPVS()) {
+        precondition(!loops.isEmpty, "at least one event loop")
+        self.loops = loops
+        self.table = ipvs
     }
 
-    @inline(__always)
-    public func assertOnLoop() { loop.preconditionInEventLoop() }
+    /// The control plane's loop (timers, control socket, listener bookkeeping).
+    public var loop: EventLoop { loops[0] }
 
-    /// The clock the table runs on: the event loop's monotonic time.
+    /// Runs `body` with the table, under the lock.
+    @inline(__always)
+    public func withTable<R>(_ body: (inout IPVS) throws -> R) rethrows -> R {
+        try lock.withLock { try body(&table) }
+    }
+
+    /// A copy of the table (cheap: the connection table is shared until one side writes).
+    public var snapshot: IPVS { withTable { $0 } }
+
+    /// Connections the proxy could not open to a real server (each was retried elsewhere or refused).
+    public var realServerFailures: UInt64 { lock.withLock { failures } }
+
+    func countRealServerFailure() { lock.withLock { failures &+= 1 } }
+
+    /// The clock the table runs on: monotonic time.
     public var now: Int64 { Int64(NIODeadline.now().uptimeNanoseconds) }
 }
 
@@ -32,12 +49,14 @@ public final class LoadBalancerState: @unchecked Sendable {
 /// (retrying another one if that fails) and relayed both ways with back-pressure and half-close.
 /// The connection table and counters live in LVSCore, so `ipvsadm -L` shows live truth.
 public final class ProxyEngine: @unchecked Sendable {
-    // @unchecked Sendable: all mutable state (`listeners`) is touched only on `state.loop`.
+    // @unchecked Sendable: `listeners` is touched only on `state.loop` (the control plane's loop);
+    // the table is reached through the state's lock.
     public let state: LoadBalancerState
     let logger: Logger
     /// How long a connection to a real server may take before another one is tried.
     public var connectTimeout: TimeAmount = .seconds(3)
-    private var listeners: [VirtualService.Key: Channel] = [:]
+    /// One listening channel per worker loop for each service.
+    private var listeners: [VirtualService.Key: [Channel]] = [:]
 
     public init(state: LoadBalancerState, logger: Logger) {
         self.state = state
@@ -64,7 +83,7 @@ public final class ProxyEngine: @unchecked Sendable {
 
     /// Opens listeners for `keys` (services the proxy serves); succeeds with the ones that failed.
     public func listen(_ keys: Set<VirtualService.Key>) -> EventLoopFuture<[ListenError]> {
-        state.assertOnLoop()
+        state.loop.preconditionInEventLoop()
         let binds = keys.filter(ProxyEngine.serves).map { key in
             listen(key).map { Optional<ListenError>.none }.recover { error in
                 ListenError(key: key, reason: (error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\(error)")
@@ -75,53 +94,61 @@ public final class ProxyEngine: @unchecked Sendable {
 
     /// Closes the listeners of `keys`.
     public func stopListening(_ keys: Set<VirtualService.Key>) {
-        state.assertOnLoop()
+        state.loop.preconditionInEventLoop()
         for key in keys {
-            guard let channel = listeners.removeValue(forKey: key) else { continue }
-            channel.close(promise: nil)
+            guard let channels = listeners.removeValue(forKey: key) else { continue }
+            for channel in channels { channel.close(promise: nil) }
             logger.info("stopped listening", metadata: ["vip": "\(key)"])
         }
     }
 
+    /// Binds the service on every worker loop (with SO_REUSEPORT when there are several, so the
+    /// kernel spreads new connections over them). Either all bind or none stays bound.
     private func listen(_ key: VirtualService.Key) -> EventLoopFuture<Void> {
         guard case .address(let proto, let address, let port) = key else { return state.loop.makeSucceededVoidFuture() }
         let engine = self
-        if proto == .udp {
-            return DatagramBootstrap(group: state.loop)
-                .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                .channelInitializer { channel in
+        let shared = state.loops.count > 1
+        let virtual = Endpoint(address, port)
+        let binds: [EventLoopFuture<Channel>] = state.loops.map { loop in
+            if proto == .udp {
+                return DatagramBootstrap(group: loop)
+                    .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .channelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: shared ? 1 : 0)
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(UDPFrontendHandler(engine: engine, virtual: virtual))
+                        }
+                    }
+                    .bind(host: "\(address)", port: Int(port))
+            }
+            return ServerBootstrap(group: loop)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: shared ? 1 : 0)
+                .serverChannelOption(.backlog, value: 1024)
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
+                .childChannelOption(.autoRead, value: false)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            UDPFrontendHandler(engine: engine, virtual: Endpoint(address, port)))
+                        try channel.pipeline.syncOperations.addHandler(FrontendHandler(engine: engine, virtual: virtual))
                     }
                 }
                 .bind(host: "\(address)", port: Int(port))
-                .map { channel in
-                    engine.listeners[key] = channel
-                    engine.logger.info("listening", metadata: ["vip": "\(key)"])
-                }
         }
-        let bootstrap = ServerBootstrap(group: state.loop)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelOption(.backlog, value: 1024)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelOption(.autoRead, value: false)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(FrontendHandler(engine: engine, virtual: Endpoint(address, port)))
-                }
+        return EventLoopFuture.whenAllComplete(binds, on: state.loop).flatMapThrowing { results in
+            let channels = results.compactMap { try? $0.get() }
+            if channels.count < results.count {
+                for c in channels { c.close(promise: nil) }
+                for case .failure(let error) in results { throw error }
             }
-        return bootstrap.bind(host: "\(address)", port: Int(port)).map { channel in
-            engine.state.assertOnLoop()
-            engine.listeners[key] = channel
-            engine.logger.info("listening", metadata: ["vip": "\(key)"])
+            engine.listeners[key] = channels
+            engine.logger.info("listening", metadata: ["vip": "\(key)", "loops": "\(channels.count)"])
         }
     }
 
     /// Closes every listener (connections in flight are left to finish).
     public func stop() -> EventLoopFuture<Void> {
-        let all = listeners.values.map { $0.close() }
+        let all = listeners.values.flatMap { $0 }.map { $0.close() }
         listeners = [:]
         return EventLoopFuture.andAllComplete(all, on: state.loop)
     }
@@ -130,7 +157,8 @@ public final class ProxyEngine: @unchecked Sendable {
 
     /// Schedules a new client connection; nil when no real server is available.
     func schedule(client: Endpoint, virtual: Endpoint) -> Forwarding? {
-        let verdict = state.ipvs.inbound(.tcp(from: client, to: virtual, flags: .syn, length: 60), now: state.now)
+        let now = state.now
+        let verdict = state.withTable { $0.inbound(.tcp(from: client, to: virtual, flags: .syn, length: 60), now: now) }
         if case .forward(let f) = verdict { return f }
         return nil
     }
@@ -138,27 +166,30 @@ public final class ProxyEngine: @unchecked Sendable {
     /// A real server refused or did not answer: drop that connection entry and schedule again,
     /// giving up when the scheduler keeps choosing a server that already failed.
     func reschedule(_ failed: Forwarding, client: Endpoint, virtual: Endpoint, tried: inout Set<Int32>) -> Forwarding? {
-        state.realServerFailures &+= 1
+        state.countRealServerFailure()
         tried.insert(failed.server)
-        state.ipvs.update(connection: failed.connection, direction: .input, tcpFlags: .rst, bytes: 0, now: state.now)
-        state.ipvs.forget(connection: failed.connection)
+        let now = state.now
+        state.withTable {
+            $0.update(connection: failed.connection, direction: .input, tcpFlags: .rst, bytes: 0, now: now)
+            $0.forget(connection: failed.connection)
+        }
         guard let next = schedule(client: client, virtual: virtual) else { return nil }
         if tried.contains(next.server) {
-            state.ipvs.forget(connection: next.connection)
+            state.withTable { $0.forget(connection: next.connection) }
             return nil
         }
         return next
     }
 
-    func connect(to destination: Endpoint) -> EventLoopFuture<Channel> {
+    func connect(to destination: Endpoint, on loop: EventLoop) -> EventLoopFuture<Channel> {
         // A socket address built from the numbers: connect(host:) would go through name resolution.
         let address: SocketAddress
         do {
             address = try SocketAddress(ipAddress: "\(destination.address)", port: Int(destination.port))
         } catch {
-            return state.loop.makeFailedFuture(error)
+            return loop.makeFailedFuture(error)
         }
-        return ClientBootstrap(group: state.loop)
+        return ClientBootstrap(group: loop)
             .connectTimeout(connectTimeout)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -172,6 +203,7 @@ public final class ProxyEngine: @unchecked Sendable {
 
     /// Reports a relayed chunk or a half-close to the table.
     func account(_ connection: Int32, _ direction: PacketDirection, flags: TCPFlags, bytes: Int) {
-        state.ipvs.update(connection: connection, direction: direction, tcpFlags: flags, bytes: bytes, now: state.now)
+        let now = state.now
+        state.withTable { $0.update(connection: connection, direction: direction, tcpFlags: flags, bytes: bytes, now: now) }
     }
 }

@@ -161,7 +161,7 @@ final class FrontendHandler: ChannelInboundHandler {
     private static func attempt(
         _ forwarding: Forwarding, engine: ProxyEngine, virtual: Endpoint, client: Channel, from: Endpoint, tried: Set<Int32>
     ) {
-        engine.connect(to: forwarding.destination).whenComplete { result in
+        engine.connect(to: forwarding.destination, on: client.eventLoop).whenComplete { result in
             switch result {
             case .success(let server):
                 guard client.isActive else {
@@ -172,7 +172,7 @@ final class FrontendHandler: ChannelInboundHandler {
                 // The handshake the table would have seen: SYN-ACK from the server, ACK from the client.
                 engine.account(forwarding.connection, .output, flags: [.syn, .ack], bytes: 0)
                 engine.account(forwarding.connection, .input, flags: .ack, bytes: 0)
-                if engine.state.ipvs.realServer(forwarding.server).config.proxyProtocol {
+                if engine.state.withTable({ $0.realServer(forwarding.server).config.proxyProtocol }) {
                     let header = ProxyProtocolV2.header(source: from, destination: virtual, protocol: .tcp)
                     server.writeAndFlush(ByteBuffer(bytes: header), promise: nil)
                 }

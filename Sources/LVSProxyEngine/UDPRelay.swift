@@ -61,7 +61,8 @@ final class UDPFrontendHandler: ChannelInboundHandler {
         let envelope = unwrapInboundIn(data)
         guard let client = FrontendHandler.endpoint(envelope.remoteAddress) else { return }
         let bytes = envelope.data.readableBytes
-        let verdict = engine.state.ipvs.inbound(.udp(from: client, to: virtual, length: bytes + 28), now: engine.state.now)
+        let now = engine.state.now
+        let verdict = engine.state.withTable { $0.inbound(.udp(from: client, to: virtual, length: bytes + 28), now: now) }
         guard case .forward(let f) = verdict else { return }  // no real server: dropped and counted
         let key = FlowKey(client: client, server: f.destination)
         if let flow = flows[key] {
@@ -105,7 +106,7 @@ final class UDPFrontendHandler: ChannelInboundHandler {
                 let me = handler.value
                 let queued = me.pending.removeValue(forKey: key) ?? []
                 guard case .success(let channel) = result else {
-                    engine.state.realServerFailures &+= 1
+                    engine.state.countRealServerFailure()
                     return
                 }
                 let flow = Flow(channel: channel, connection: connection, lastUse: .now())
@@ -122,8 +123,9 @@ final class UDPFrontendHandler: ChannelInboundHandler {
         guard let flow = flows[key] else { return }
         flow.lastUse = .now()
         if flow.connection >= 0 {
-            engine.state.ipvs.update(connection: flow.connection, direction: .output, tcpFlags: [], bytes: bytes + 28,
-                                     now: engine.state.now)
+            let now = engine.state.now
+            let connection = flow.connection
+            engine.state.withTable { $0.update(connection: connection, direction: .output, tcpFlags: [], bytes: bytes + 28, now: now) }
         }
     }
 
@@ -132,7 +134,7 @@ final class UDPFrontendHandler: ChannelInboundHandler {
         let now = NIODeadline.now()
         for (key, flow) in flows {
             let expired = flow.connection >= 0
-                ? !engine.state.ipvs.isLive(connection: flow.connection)
+                ? !engine.state.withTable { $0.isLive(connection: flow.connection) }
                 : now - flow.lastUse > UDPFrontendHandler.onePacketLinger
             if expired {
                 flows[key] = nil

@@ -22,6 +22,7 @@ let usage = """
       -n, --dont-fork         stay in the foreground (lvsd always does)
       -l, --log-console       log to the console (stderr; lvsd always does)
       -D, --log-detail        detailed logging
+          --workers N         event loops serving connections (default 1)
       -h, --help              this text
       -v, --version           version
 
@@ -37,6 +38,7 @@ var engineName = "proxy"
 var controlPath: String?
 var detail = false
 var demo = false
+var workers = 1
 var args = Array(CommandLine.arguments.dropFirst())[...]
 @MainActor
 func value(_ option: String) -> String {
@@ -56,6 +58,9 @@ while let arg = args.popFirst() {
     case "--control": controlPath = inline ?? value(name)
     case "-n", "--dont-fork", "-l", "--log-console": break
     case "-D", "--log-detail": detail = true
+    case "--workers":
+        guard let n = Int(inline ?? value(name)), n >= 1, n <= 64 else { fail("--workers takes a number from 1 to 64") }
+        workers = n
     case "demo", "--demo": demo = true
     case "-h", "--help":
         print(usage, terminator: "")
@@ -85,16 +90,16 @@ LoggingSystem.bootstrap { label in
 let logger = Logger(label: "lvsd")
 
 let path = controlPath ?? ControlSocketPath.resolve()
-let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+let group = MultiThreadedEventLoopGroup(numberOfThreads: workers)
 let names = FileNames()
-let director = Director(loop: group.next(), logger: logger, session: IPVSAdmSession(resolver: names, names: names))
+let director = Director(loops: Array(group.makeIterator()), logger: logger, session: IPVSAdmSession(resolver: names, names: names))
 do {
     try director.start().wait()
     try director.serveControl(at: path).wait()
 } catch {
     fail("\(error)", code: 1)
 }
-logger.info("lvsd started", metadata: ["engine": "\(engineName)", "control": "\(path)"])
+logger.info("lvsd started", metadata: ["engine": "\(engineName)", "control": "\(path)", "workers": "\(workers)"])
 
 if demo {
     let servers = [("127.0.0.1", 18181, "rs1 host!\n", 3), ("127.0.0.1", 18182, "rs2 host!\n", 2), ("127.0.0.1", 18183, "rs3 host!\n", 1)]

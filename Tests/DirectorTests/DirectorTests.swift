@@ -56,14 +56,15 @@ import Glibc
     // @unchecked Sendable: used from the test's thread only; closures that capture it run while the
     // test waits for them.
     final class Harness: @unchecked Sendable {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let group: MultiThreadedEventLoopGroup
         let director: Director
         var backends: [Channel] = []
 
-        init() throws {
+        init(workers: Int = 1) throws {
+            group = MultiThreadedEventLoopGroup(numberOfThreads: workers)
             var logger = Logger(label: "test")
             logger.logLevel = .critical
-            director = Director(loop: group.next(), logger: logger)
+            director = Director(loops: Array(group.makeIterator()), logger: logger)
             try director.start().wait()
         }
 
@@ -333,8 +334,10 @@ import Glibc
         #expect(entries.count == 4 && entries.allSatisfy { $0.contains("TIME_WAIT") }, "\(entries)")
     }
 
-    @Test func weightedRoundRobinLandsFourThreeTwo() throws {
-        let h = try Harness()
+    /// One table whatever the number of event loops: the kernel's proportions hold across loops.
+    @Test(arguments: [1, 2])
+    func weightedRoundRobinLandsFourThreeTwo(workers: Int) throws {
+        let h = try Harness(workers: workers)
         defer { h.stop() }
         let ports = try ["a\n", "b\n", "c\n"].map { try h.backend($0) }
         let vip = DirectorTests.freePort()
@@ -347,8 +350,9 @@ import Glibc
         #expect(stats.split(separator: "\n")[2].split(separator: " ")[2] == "900")
     }
 
-    @Test func persistenceKeepsAClientOnOneServer() throws {
-        let h = try Harness()
+    @Test(arguments: [1, 2])
+    func persistenceKeepsAClientOnOneServer(workers: Int) throws {
+        let h = try Harness(workers: workers)
         defer { h.stop() }
         let ports = try ["a\n", "b\n", "c\n"].map { try h.backend($0) }
         let vip = DirectorTests.freePort()
@@ -374,7 +378,7 @@ import Glibc
         try h.ipvsadm("-a -t 127.0.0.1:\(vip) -r 127.0.0.1:\(dead) -m")
         for _ in 0..<4 { #expect(DirectorTests.get("127.0.0.1", vip) == "good\n") }
         // rr comes back to the dead server every other time; each time the connection moves on.
-        let failures = try h.director.loop.submit { h.director.state.realServerFailures }.wait()
+        let failures = h.director.state.realServerFailures
         #expect(failures == 4)
     }
 
