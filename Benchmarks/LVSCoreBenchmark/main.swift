@@ -190,7 +190,7 @@ func connectionTableBenchmark() {
     order.shuffle(using: &rng)
     let ackPackets = (0..<(1 << 20)).map { order[$0 % order.count] }.map { PacketSummary.tcp(from: clients[$0], to: vip, flags: .ack, length: 52) }
     measure("lookup + state + counters (ACK)", iterations: ackPackets.count, target: 100) { i in
-        if case .forward(let f) = ipvs.inbound(ackPackets[i], now: 2_000_000_000) { return Int64(f.connection) }
+        if case .forward(let f) = ipvs.inbound(ackPackets[i], now: 2_000_000_000) { return Int64(f.connection.index) }
         return -1
     }
     // The same lookups in bursts of 32, as a packet engine receives them.

@@ -114,7 +114,7 @@ extension IPVS {
         let e = connections[c]
         // A bound connection's destination address is its real server's.
         return .forward(Forwarding(
-            connection: c, server: server, destination: Endpoint(servers[Int(server)].config.endpoint.address, e.destinationPort),
+            connection: connections.id(c), server: server, destination: Endpoint(servers[Int(server)].config.endpoint.address, e.destinationPort),
             method: ConnectionFlags(rawValue: e.flags).forwarding, isNew: false))
     }
 
@@ -204,7 +204,7 @@ extension IPVS {
         count(server, .input, bytes: p.length)
         transition(c, p, direction: .input, now: now)
         let forwarding = Forwarding(
-            connection: onePacket ? -1 : c, server: server, destination: Endpoint(dest.endpoint.address, destinationPort),
+            connection: onePacket ? .none : connections.id(c), server: server, destination: Endpoint(dest.endpoint.address, destinationPort),
             method: dest.forwarding, isNew: true)
         if onePacket { removeConnection(c) }
         return .forward(forwarding)
@@ -280,15 +280,16 @@ extension IPVS {
         guard ConnectionFlags(rawValue: e.hot.flags).forwarding == .masquerade else { return .notOurs }
         if e.hot.server >= 0 { count(e.hot.server, .output, bytes: p.length) }
         transition(c, p, direction: .output, now: now)
-        return .masquerade(connection: c, virtual: Endpoint(e.virtual, e.hot.virtualPort))
+        return .masquerade(connection: connections.id(c), virtual: Endpoint(e.virtual, e.hot.virtualPort))
     }
 
     /// Moves a connection on for a segment an engine saw in `direction` without a full packet summary
     /// (the proxy engine reports its socket events this way).
     public mutating func update(
-        connection c: Int32, direction: PacketDirection, tcpFlags: TCPFlags, bytes: Int, now: Int64
+        connection id: ConnectionID, direction: PacketDirection, tcpFlags: TCPFlags, bytes: Int, now: Int64
     ) {
-        guard connections.isLive(c) else { return }
+        guard connections.isLive(id) else { return }
+        let c = id.index
         var p = PacketSummary(protocolNumber: connections[c].protocolNumber, source: .anyV4, sourcePort: 0,
                               destination: .anyV4, destinationPort: 0, tcpFlags: tcpFlags, length: bytes)
         p.length = bytes
@@ -300,12 +301,12 @@ extension IPVS {
     }
 
     /// Whether a connection entry (from a `Forwarding`) is still in the table.
-    public func isLive(connection c: Int32) -> Bool { connections.isLive(c) }
+    public func isLive(connection id: ConnectionID) -> Bool { connections.isLive(id) }
 
     /// Removes a connection entry at once (an engine that could not complete it, e.g. the real server
     /// refused): its real server's counts drop as if it had expired.
-    public mutating func forget(connection c: Int32) {
-        guard connections.isLive(c) else { return }
-        removeConnection(c)
+    public mutating func forget(connection id: ConnectionID) {
+        guard connections.isLive(id) else { return }
+        removeConnection(id.index)
     }
 }

@@ -202,7 +202,7 @@ public final class ProxyEngine: @unchecked Sendable {
     }
 
     /// Reports a relayed chunk or a half-close to the table.
-    func account(_ connection: Int32, _ direction: PacketDirection, flags: TCPFlags, bytes: Int) {
+    func account(_ connection: ConnectionID, _ direction: PacketDirection, flags: TCPFlags, bytes: Int) {
         let now = state.now
         state.withTable { $0.update(connection: connection, direction: direction, tcpFlags: flags, bytes: bytes, now: now) }
     }

@@ -15,7 +15,7 @@ final class RelayHandler: ChannelDuplexHandler {
     let engine: ProxyEngine
     /// `.input` on the client side (client → real server), `.output` on the real-server side.
     let direction: PacketDirection
-    var connection: Int32 = -1
+    var connection: ConnectionID = .none
     private var partner: RelayHandler?
     private var context: ChannelHandlerContext?
     private var pendingRead = false
@@ -28,7 +28,7 @@ final class RelayHandler: ChannelDuplexHandler {
         self.direction = direction
     }
 
-    static func join(_ a: RelayHandler, _ b: RelayHandler, connection: Int32) {
+    static func join(_ a: RelayHandler, _ b: RelayHandler, connection: ConnectionID) {
         a.partner = b
         b.partner = a
         a.connection = connection
@@ -44,7 +44,7 @@ final class RelayHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
-        if connection >= 0 { engine.account(connection, direction, flags: .ack, bytes: buffer.readableBytes) }
+        if connection != .none { engine.account(connection, direction, flags: .ack, bytes: buffer.readableBytes) }
         partner?.partnerWrite(buffer)
     }
 
@@ -66,7 +66,7 @@ final class RelayHandler: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let e = event as? ChannelEvent, e == .inputClosed {
             sawFin = true
-            if connection >= 0 { engine.account(connection, direction, flags: [.fin, .ack], bytes: 0) }
+            if connection != .none { engine.account(connection, direction, flags: [.fin, .ack], bytes: 0) }
             partner?.partnerCloseOutput()
         }
         context.fireUserInboundEventTriggered(event)
@@ -75,7 +75,7 @@ final class RelayHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         // An end without FIN is a reset, except after this side's output was half-closed: then the
         // socket reports the peer's orderly close as the channel going inactive.
-        if !sawFin && connection >= 0 {
+        if !sawFin && connection != .none {
             engine.account(connection, direction, flags: outputClosed ? [.fin, .ack] : .rst, bytes: 0)
         }
         sawFin = true

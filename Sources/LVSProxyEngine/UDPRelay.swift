@@ -18,10 +18,10 @@ final class UDPFrontendHandler: ChannelInboundHandler {
 
     final class Flow {
         let channel: Channel
-        var connection: Int32
+        var connection: ConnectionID
         var lastUse: NIODeadline
 
-        init(channel: Channel, connection: Int32, lastUse: NIODeadline) {
+        init(channel: Channel, connection: ConnectionID, lastUse: NIODeadline) {
             self.channel = channel
             self.connection = connection
             self.lastUse = lastUse
@@ -80,7 +80,7 @@ final class UDPFrontendHandler: ChannelInboundHandler {
         open(key, connection: f.connection, listener: context.channel)
     }
 
-    private func open(_ key: FlowKey, connection: Int32, listener: Channel) {
+    private func open(_ key: FlowKey, connection: ConnectionID, listener: Channel) {
         let engine = self.engine
         let handler = NIOLoopBound(self, eventLoop: listener.eventLoop)
         let server: SocketAddress
@@ -122,7 +122,7 @@ final class UDPFrontendHandler: ChannelInboundHandler {
     func replied(_ key: FlowKey, bytes: Int) {
         guard let flow = flows[key] else { return }
         flow.lastUse = .now()
-        if flow.connection >= 0 {
+        if flow.connection != .none {
             let now = engine.state.now
             let connection = flow.connection
             engine.state.withTable { $0.update(connection: connection, direction: .output, tcpFlags: [], bytes: bytes + 28, now: now) }
@@ -133,7 +133,7 @@ final class UDPFrontendHandler: ChannelInboundHandler {
     func sweep() {
         let now = NIODeadline.now()
         for (key, flow) in flows {
-            let expired = flow.connection >= 0
+            let expired = flow.connection != .none
                 ? !engine.state.withTable { $0.isLive(connection: flow.connection) }
                 : now - flow.lastUse > UDPFrontendHandler.onePacketLinger
             if expired {

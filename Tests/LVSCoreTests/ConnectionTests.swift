@@ -133,7 +133,7 @@ import Testing
         for _ in 0..<4 {
             if case .forward(let f) = t.inbound(.udp(from: client, to: ep("10.0.0.100:53")), now: 0) {
                 seen.append("\(f.destination.address)")
-                #expect(f.connection == -1)
+                #expect(f.connection == .none)
             }
         }
         #expect(seen == ["172.16.0.3", "172.16.0.2", "172.16.0.3", "172.16.0.2"])
@@ -228,6 +228,28 @@ import Testing
         #expect(single == burst)
         #expect(a.serviceSnapshots == b.serviceSnapshots)
         #expect(a.connectionSnapshots(now: 5 * second) == b.connectionSnapshots(now: 5 * second))
+    }
+
+    @Test func entriesStayWithinTheirMemoryBudget() {
+        #expect(MemoryLayout<HotEntry>.stride == 64)  // one cache line for lookups and packet updates
+        #expect(IPVS.connectionEntryBytes(capacity: 1 << 20) <= 128)
+    }
+
+    @Test func anExpiredConnectionsIDNoLongerReachesItsReusedSlot() throws {
+        var t = try makeTable(scheduler: "rr", servers: [("172.16.0.2:8080", 1)])
+        guard case .forward(let old) = t.inbound(.tcp(from: ep("192.168.0.5:1000"), to: vip, flags: .syn), now: 0) else {
+            Issue.record("not forwarded"); return
+        }
+        t.expire(now: 61 * second)
+        guard case .forward(let new) = t.inbound(.tcp(from: ep("192.168.0.6:1000"), to: vip, flags: .syn), now: 62 * second) else {
+            Issue.record("not forwarded"); return
+        }
+        #expect(new.connection.index == old.connection.index)  // the slot was reused…
+        #expect(!t.isLive(connection: old.connection))         // …but the old ID is dead
+        t.update(connection: old.connection, direction: .input, tcpFlags: .rst, bytes: 100, now: 63 * second)
+        t.forget(connection: old.connection)
+        #expect(t.connectionSnapshots(now: 63 * second).first?.stateName == "SYN_RECV")
+        #expect(t.serviceSnapshot(tcp("10.0.0.100:80"))?.counters.inBytes == 120)
     }
 
     @Test func copiesAreIndependentValues() throws {

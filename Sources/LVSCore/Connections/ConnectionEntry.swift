@@ -19,6 +19,8 @@ struct HotEntry {
     var state: UInt8 = 0
     /// Bit 0: the client/virtual side is IPv6; bit 1: the real server is IPv6; bit 7: in use.
     var families: UInt8 = 0
+    /// Bumped each time the slot is reused, so a stale `ConnectionID` is recognised.
+    var generation: UInt16 = 0
 
     var isTemplate: Bool { flags & ConnectionFlags.template.rawValue != 0 }
 }

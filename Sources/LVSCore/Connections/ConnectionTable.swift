@@ -109,6 +109,14 @@ struct ConnectionTable {
         Int(i) >= ConnectionTable.wheelSlots && Int(i) < storage.highWater && storage.hot[Int(i)].families & 0x80 != 0
     }
 
+    /// Whether `id` still names the entry it was handed out for.
+    func isLive(_ id: ConnectionID) -> Bool {
+        isLive(id.index) && storage.hot[Int(id.index)].generation == id.generation
+    }
+
+    /// The ID of the entry now in slot `i`.
+    func id(_ i: Int32) -> ConnectionID { ConnectionID(index: i, generation: storage.hot[Int(i)].generation) }
+
     /// Indices of the live entries (for listings; allocates).
     var liveIndices: [Int32] {
         var out: [Int32] = []
@@ -237,6 +245,7 @@ struct ConnectionTable {
         if freeHead >= 0 {
             i = freeHead
             freeHead = storage.cold[Int(i)].next
+            e.hot.generation = storage.hot[Int(i)].generation &+ 1
             storage.hot[Int(i)] = e.hot
             storage.cold[Int(i)] = e.cold
         } else {

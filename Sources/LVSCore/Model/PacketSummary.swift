@@ -43,10 +43,26 @@ public struct PacketSummary: Sendable, Hashable {
     }
 }
 
+/// Names one connection-table entry for as long as it lives: an engine that keeps it (the proxy keeps
+/// one per relayed connection) can report on it, and once the entry has expired the ID no longer
+/// matches, even if its slot holds another connection by then.
+public struct ConnectionID: Sendable, Hashable {
+    public var index: Int32
+    public var generation: UInt16
+
+    public init(index: Int32, generation: UInt16) {
+        self.index = index
+        self.generation = generation
+    }
+
+    /// No entry (one-packet scheduling keeps none).
+    public static let none = ConnectionID(index: -1, generation: 0)
+}
+
 /// Where to send a packet that belongs to a virtual service.
 public struct Forwarding: Sendable, Hashable {
-    /// The connection entry (valid until it expires); -1 for one-packet scheduling.
-    public var connection: Int32
+    /// The connection entry (valid until it expires); `.none` for one-packet scheduling.
+    public var connection: ConnectionID
     /// The real server slot.
     public var server: Int32
     public var destination: Endpoint
@@ -73,7 +89,7 @@ public enum InboundVerdict: Sendable, Hashable {
 /// What to do with a packet from a real server.
 public enum OutboundVerdict: Sendable, Hashable {
     /// A NAT reply: rewrite its source to `virtual` and send it to the client.
-    case masquerade(connection: Int32, virtual: Endpoint)
+    case masquerade(connection: ConnectionID, virtual: Endpoint)
     /// Not a reply the table knows.
     case notOurs
 }
