@@ -20,7 +20,8 @@ struct ControlFrameDecoder: ByteToMessageDecoder {
         guard let length = ControlFraming.length(header) else { throw Oversized() }
         guard buffer.readableBytes >= 4 + length else { return .needMoreData }
         buffer.moveReaderIndex(forwardBy: 4)
-        context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: length)!))
+        guard let frame = buffer.readSlice(length: length) else { return .needMoreData }
+        context.fireChannelRead(wrapInboundOut(frame))
         return .continue
     }
 }

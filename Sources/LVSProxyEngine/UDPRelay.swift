@@ -18,11 +18,13 @@ final class UDPFrontendHandler: ChannelInboundHandler {
 
     final class Flow {
         let channel: Channel
+        let server: SocketAddress
         var connection: ConnectionID
         var lastUse: NIODeadline
 
-        init(channel: Channel, connection: ConnectionID, lastUse: NIODeadline) {
+        init(channel: Channel, server: SocketAddress, connection: ConnectionID, lastUse: NIODeadline) {
             self.channel = channel
+            self.server = server
             self.connection = connection
             self.lastUse = lastUse
         }
@@ -35,6 +37,12 @@ final class UDPFrontendHandler: ChannelInboundHandler {
     private var sweeper: RepeatedTask?
     /// How long a one-packet flow's socket waits for replies.
     static let onePacketLinger: TimeAmount = .seconds(5)
+    /// Each flow holds a socket: a flood of new sources must not exhaust descriptors.
+    static let maximumFlows = 65536
+    /// Datagrams held per flow while its socket is being opened.
+    static let maximumPending = 64
+    /// Datagrams dropped because of those bounds.
+    private(set) var dropped: UInt64 = 0
 
     init(engine: ProxyEngine, virtual: Endpoint) {
         self.engine = engine
@@ -68,12 +76,20 @@ final class UDPFrontendHandler: ChannelInboundHandler {
         if let flow = flows[key] {
             flow.connection = f.connection
             flow.lastUse = .now()
-            flow.channel.writeAndFlush(AddressedEnvelope(remoteAddress: flow.channel.remoteAddress!, data: envelope.data),
-                                       promise: nil)
+            flow.channel.writeAndFlush(AddressedEnvelope(remoteAddress: flow.server, data: envelope.data), promise: nil)
             return
         }
-        if pending[key] != nil {
-            pending[key]!.append(envelope.data)
+        if var queued = pending[key] {
+            guard queued.count < UDPFrontendHandler.maximumPending else {
+                dropped &+= 1
+                return
+            }
+            queued.append(envelope.data)
+            pending[key] = queued
+            return
+        }
+        guard flows.count + pending.count < UDPFrontendHandler.maximumFlows else {
+            dropped &+= 1
             return
         }
         pending[key] = [envelope.data]
@@ -109,7 +125,7 @@ final class UDPFrontendHandler: ChannelInboundHandler {
                     engine.state.countRealServerFailure()
                     return
                 }
-                let flow = Flow(channel: channel, connection: connection, lastUse: .now())
+                let flow = Flow(channel: channel, server: server, connection: connection, lastUse: .now())
                 me.flows[key] = flow
                 for datagram in queued {
                     channel.write(AddressedEnvelope(remoteAddress: server, data: datagram), promise: nil)
