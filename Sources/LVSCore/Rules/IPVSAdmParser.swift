@@ -208,6 +208,23 @@ public struct IPVSAdmParser: Sendable {
         var tokens: [Token] = []
         var i = 0
         var onlyPositional = false
+        // An option's occurrence, its value glued to it (`-p50`, `--weight=5`) or taken from the next
+        // argument: always for a required value, for an optional one only if it does not look like
+        // an option.
+        func occurrence(_ spec: Spec, typed: String, glued: String?) -> Token {
+            switch spec.argument {
+            case .none:
+                return .option(Occurrence(id: spec.id, typed: typed, value: nil))
+            case .required, .optional:
+                if let glued { return .option(Occurrence(id: spec.id, typed: typed, value: glued)) }
+                if i < args.count, spec.argument == .required || !args[i].hasPrefix("-") {
+                    i += 1
+                    return .option(Occurrence(id: spec.id, typed: typed, value: args[i - 1]))
+                }
+                return spec.argument == .required
+                    ? .error(typed, "missing argument") : .option(Occurrence(id: spec.id, typed: typed, value: nil))
+            }
+        }
         while i < args.count {
             let arg = args[i]
             i += 1
@@ -230,32 +247,13 @@ public struct IPVSAdmParser: Sendable {
                     tokens.append(.error(arg, "unknown option"))
                     return tokens
                 }
-                switch spec.argument {
-                case .none:
-                    tokens.append(.option(Occurrence(id: spec.id, typed: "--" + name, value: nil)))
-                case .required:
-                    if let glued {
-                        tokens.append(.option(Occurrence(id: spec.id, typed: "--" + name, value: glued)))
-                    } else if i < args.count {
-                        tokens.append(.option(Occurrence(id: spec.id, typed: "--" + name, value: args[i])))
-                        i += 1
-                    } else {
-                        tokens.append(.error(arg, "missing argument"))
-                        return tokens
-                    }
-                case .optional:
-                    if let glued {
-                        tokens.append(.option(Occurrence(id: spec.id, typed: "--" + name, value: glued)))
-                    } else if i < args.count, !args[i].hasPrefix("-") {
-                        tokens.append(.option(Occurrence(id: spec.id, typed: "--" + name, value: args[i])))
-                        i += 1
-                    } else {
-                        tokens.append(.option(Occurrence(id: spec.id, typed: "--" + name, value: nil)))
-                    }
-                }
+                let token = occurrence(spec, typed: "--" + name, glued: glued)
+                tokens.append(token)
+                if case .error = token { return tokens }
                 continue
             }
-            // A bundle of short options: -Lnc, -p50, -At1.2.3.4:80.
+            // A bundle of short options: -Lnc, -p50, -At1.2.3.4:80 (an option with a value takes the
+            // rest of the bundle as it).
             let chars = Array(arg.dropFirst())
             var k = 0
             while k < chars.count {
@@ -265,32 +263,11 @@ public struct IPVSAdmParser: Sendable {
                     tokens.append(.error("-" + String(c), "unknown option"))
                     return tokens
                 }
-                let rest = k < chars.count ? String(chars[k...]) : nil
-                switch spec.argument {
-                case .none:
-                    tokens.append(.option(Occurrence(id: spec.id, typed: "-" + String(c), value: nil)))
-                    continue
-                case .required:
-                    if let rest {
-                        tokens.append(.option(Occurrence(id: spec.id, typed: "-" + String(c), value: rest)))
-                    } else if i < args.count {
-                        tokens.append(.option(Occurrence(id: spec.id, typed: "-" + String(c), value: args[i])))
-                        i += 1
-                    } else {
-                        tokens.append(.error("-" + String(c), "missing argument"))
-                        return tokens
-                    }
-                case .optional:
-                    if let rest {
-                        tokens.append(.option(Occurrence(id: spec.id, typed: "-" + String(c), value: rest)))
-                    } else if i < args.count, !args[i].hasPrefix("-") {
-                        tokens.append(.option(Occurrence(id: spec.id, typed: "-" + String(c), value: args[i])))
-                        i += 1
-                    } else {
-                        tokens.append(.option(Occurrence(id: spec.id, typed: "-" + String(c), value: nil)))
-                    }
-                }
-                break
+                let rest = spec.argument != .none && k < chars.count ? String(chars[k...]) : nil
+                let token = occurrence(spec, typed: "-" + String(c), glued: rest)
+                tokens.append(token)
+                if case .error = token { return tokens }
+                if spec.argument != .none { break }
             }
         }
         return tokens
