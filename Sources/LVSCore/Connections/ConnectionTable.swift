@@ -316,9 +316,13 @@ struct ConnectionTable {
 
     // MARK: Timer wheel
 
+    /// Puts an entry on the wheel at its deadline's slot (never a slot already processed).
     private mutating func link(_ i: Int32) {
-        let t = max(Int64(storage.hot[Int(i)].deadline), processedTick + 1)
-        let head = Int32(Int(t % Int64(ConnectionTable.wheelSlots)))
+        link(i, toSlotOf: max(Int64(storage.hot[Int(i)].deadline), processedTick + 1))
+    }
+
+    private mutating func link(_ i: Int32, toSlotOf tick: Int64) {
+        let head = Int32(Int(tick % Int64(ConnectionTable.wheelSlots)))
         let last = storage.cold[Int(head)].prev
         storage.cold[Int(i)].next = head
         storage.cold[Int(i)].prev = last
@@ -340,34 +344,34 @@ struct ConnectionTable {
     @inline(__always)
     mutating func rearm(_ i: Int32, deadline: Int64) {
         makeUnique()
-        let old = storage.hot[Int(i)].deadline
+        move(i, storage.hot + Int(i), to: deadline)
+    }
+
+    /// Sets the deadline of entry `i` (whose hot line is `e`), moving it on the wheel if it is earlier.
+    @inline(__always)
+    private mutating func move(_ i: Int32, _ e: UnsafeMutablePointer<HotEntry>, to deadline: Int64) {
+        let old = e.pointee.deadline
         let new = UInt32(clamping: tick(atOrAfter: deadline))
-        storage.hot[Int(i)].deadline = new
+        e.pointee.deadline = new
         if new < old {
             unlink(i)
             link(i)
         }
     }
 
-    /// Writes what a packet changed (state, flags, timeout, packet count) and re-arms the timer, with one
-    /// uniqueness check and one touch of the entry's hot line.
+    /// Writes what a packet changed (state, flags, timeout, packet count) and re-arms the timer, all in
+    /// the entry's hot line.
     @inline(__always)
     mutating func update(
         _ i: Int32, flags: UInt32, state: UInt8, timeout: UInt32, countPacket: Bool, deadline: Int64
     ) {
         makeUnique()
         let e = storage.hot + Int(i)
-        let old = e.pointee.deadline
-        let new = UInt32(clamping: tick(atOrAfter: deadline))
         e.pointee.flags = flags
         e.pointee.state = state
         e.pointee.timeout = timeout
-        e.pointee.deadline = new
         if countPacket { e.pointee.inPackets &+= 1 }
-        if new < old {
-            unlink(i)
-            link(i)
-        }
+        move(i, e, to: deadline)
     }
 
     /// Collects (and unlinks from the wheel) every entry whose deadline is at or before `now`.
@@ -394,12 +398,7 @@ struct ConnectionTable {
                     expired.append(i)
                 } else if due % wheel != t % wheel {
                     unlink(i)
-                    let slot = Int32(Int(due % wheel))
-                    let last = storage.cold[Int(slot)].prev
-                    storage.cold[Int(i)].next = slot
-                    storage.cold[Int(i)].prev = last
-                    storage.cold[Int(last)].next = i
-                    storage.cold[Int(slot)].prev = i
+                    link(i, toSlotOf: due)
                 }
                 i = next
             }
