@@ -185,7 +185,7 @@ public final class ProxyEngine: @unchecked Sendable {
         // A socket address built from the numbers: connect(host:) would go through name resolution.
         let address: SocketAddress
         do {
-            address = try SocketAddress(ipAddress: "\(destination.address)", port: Int(destination.port))
+            address = try ProxyEngine.socketAddress(destination)
         } catch {
             return loop.makeFailedFuture(error)
         }
