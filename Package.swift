@@ -18,6 +18,8 @@ let package = Package(
         .target(name: "LVSCore", dependencies: ["CLVSIntrinsics"]),
         // Header-only C: the cache prefetch hint the packet path uses (no system calls).
         .target(name: "CLVSIntrinsics"),
+        // Header-only C: the Linux calls Swift's Glibc module leaves out (epoll, eventfd, accept4).
+        .target(name: "CLinux"),
 
         // Targets of later stages (see DESIGN.md); each holds only its namespace until its issue lands.
         .target(name: "LVSPacket", dependencies: ["LVSCore"]),
@@ -25,7 +27,7 @@ let package = Package(
         .target(name: "ControlAPI", dependencies: ["LVSCore"]),
         .target(
             name: "LVSProxyEngine",
-            dependencies: ["LVSCore", .product(name: "NIOCore", package: "swift-nio"),
+            dependencies: ["LVSCore", "CLinux", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]
@@ -36,7 +38,7 @@ let package = Package(
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]
         ),
-        .executableTarget(name: "lvsd", dependencies: ["Director", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "lvsd", dependencies: ["Director", "LVSProxyEngine", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "ipvsadm", dependencies: ["ControlAPI"]),
 
         .executableTarget(

@@ -5,47 +5,28 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// The director: owns the virtual server table, runs the forwarding engine on its worker event
-/// loops, answers ipvsadm over the control socket, and keeps the table's clocks (expiry, rates).
+/// The director: owns the virtual server table, runs the forwarding engine (whose first worker keeps
+/// the table's clocks: expiry, rates), and answers ipvsadm over the control socket.
 public final class Director: @unchecked Sendable {
-    // @unchecked Sendable: the table is behind `state`'s lock; `timers`, `control` and `controlPath`
+    // @unchecked Sendable: the table is behind `state`'s lock; `control` and `controlPath`
     // are set up and torn down on the control loop (`state.loop`) only.
     public let state: LoadBalancerState
     public let engine: ProxyEngine
     let logger: Logger
     let session: IPVSAdmSession
-    private var timers: [RepeatedTask] = []
     private var control: Channel?
     private var controlPath: String?
 
     /// - Parameter loops: the worker event loops; the first also runs the control plane.
     public init(loops: [EventLoop], settings: IPVSSettings = IPVSSettings(), logger: Logger,
-                session: IPVSAdmSession = IPVSAdmSession()) {
+                session: IPVSAdmSession = IPVSAdmSession(), engineOptions: ProxyEngine.Options = ProxyEngine.Options()) {
         self.logger = logger
         self.session = session
         state = LoadBalancerState(loops: loops, ipvs: IPVS(settings: settings, now: Int64(NIODeadline.now().uptimeNanoseconds)))
-        engine = ProxyEngine(state: state, logger: logger)
+        engine = ProxyEngine(state: state, logger: logger, options: engineOptions)
     }
 
     public var loop: EventLoop { state.loop }
-
-    /// Starts the table's clocks: expiry every 100 ms tick, rates every 2 s, scheduler caches every 60 s.
-    public func start() -> EventLoopFuture<Void> {
-        loop.submit {
-            let s = self.state
-            self.timers.append(s.loop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { _ in
-                let now = s.now
-                s.withTable { $0.expire(now: now) }
-            })
-            self.timers.append(s.loop.scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(2)) { _ in
-                s.withTable { $0.sampleRates() }
-            })
-            self.timers.append(s.loop.scheduleRepeatedTask(initialDelay: .seconds(60), delay: .seconds(60)) { _ in
-                let now = s.now
-                s.withTable { $0.schedulerHousekeeping(now: now) }
-            })
-        }
-    }
 
     // MARK: Commands
 
@@ -131,8 +112,6 @@ public final class Director: @unchecked Sendable {
     /// the event loop group's shutdown that follows.
     public func shutdown() -> EventLoopFuture<Void> {
         loop.flatSubmit {
-            for t in self.timers { t.cancel() }
-            self.timers = []
             let closing = [self.engine.stop(), self.control?.close() ?? self.loop.makeSucceededVoidFuture()]
             if let path = self.controlPath { ControlSocketFile.removeStale(path) }
             return EventLoopFuture.andAllComplete(closing, on: self.loop)

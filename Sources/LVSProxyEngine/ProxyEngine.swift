@@ -1,3 +1,4 @@
+import CLinux
 import LVSCore
 import Logging
 #if canImport(Glibc)
@@ -14,6 +15,7 @@ public final class LoadBalancerState: @unchecked Sendable {
     private let lock = NIOLock()
     private var table: IPVS
     private var failures: UInt64 = 0
+    private var dropped: UInt64 = 0
     /// The event loops connections are served on; the first also runs the control plane.
     public let loops: [EventLoop]
 
@@ -40,30 +42,88 @@ public final class LoadBalancerState: @unchecked Sendable {
 
     func countRealServerFailure() { lock.withLock { failures &+= 1 } }
 
+    /// New connections closed at once because the engine was out of descriptors or connection slots.
+    public var droppedConnections: UInt64 { lock.withLock { dropped } }
+
+    func countDroppedConnection() { lock.withLock { dropped &+= 1 } }
+
     /// The clock the table runs on: monotonic time.
     public var now: Int64 { Int64(NIODeadline.now().uptimeNanoseconds) }
+
+    /// How often the table's connections are expired (the kernel's timer granularity is finer; see README).
+    static let tickInterval: Int64 = 100_000_000
+    private var nextRateSample: Int64 = 0
+    private var nextHousekeeping: Int64 = 0
+
+    /// The table's clocks, run every `tickInterval` by the first relay worker between its batches of
+    /// events (so the periodic work runs on the thread that mostly holds the table, instead of
+    /// contending for it from another one): expiry each tick, the rate estimator every 2 s, the
+    /// schedulers' caches every 60 s.
+    func tick(now: Int64) {
+        lock.withLock {
+            table.expire(now: now)
+            if nextRateSample == 0 {
+                nextRateSample = now + 2_000_000_000
+                nextHousekeeping = now + 60_000_000_000
+            }
+            while now >= nextRateSample {
+                table.sampleRates()
+                nextRateSample += 2_000_000_000
+            }
+            if now >= nextHousekeeping {
+                table.schedulerHousekeeping(now: now)
+                nextHousekeeping = now + 60_000_000_000
+            }
+        }
+    }
 }
 
-/// The `proxy` engine: a full-NAT TCP relay on sockets. For each TCP virtual service it listens on
-/// VIP:port; each accepted connection is scheduled by LVSCore, connected to the chosen real server
-/// (retrying another one if that fails) and relayed both ways with back-pressure and half-close.
+/// The `proxy` engine: a full-NAT relay on sockets. Each TCP virtual service is served by the relay
+/// workers (one thread and epoll instance each, all on one table; see `TCPRelayWorker`); each UDP
+/// virtual service by a datagram channel per worker event loop (see `UDPFrontendHandler`).
 /// The connection table and counters live in LVSCore, so `ipvsadm -L` shows live truth.
 public final class ProxyEngine: @unchecked Sendable {
-    // @unchecked Sendable: `listeners` is touched only on `state.loop` (the control plane's loop);
-    // the table is reached through the state's lock.
+    // @unchecked Sendable: `tcpListeners` and `udpListeners` are touched only on `state.loop` (the
+    // control plane's loop); the table is reached through the state's lock; the workers take commands
+    // through their own locked inboxes.
     public let state: LoadBalancerState
     let logger: Logger
-    /// How long a connection to a real server may take before another one is tried.
-    public var connectTimeout: TimeAmount = .seconds(3)
-    /// One listening channel per worker loop for each service.
-    private var listeners: [VirtualService.Key: [Channel]] = [:]
+    /// How the engine runs.
+    public struct Options: Sendable {
+        /// How long a connection to a real server may take before another one is tried.
+        public var connectTimeout: TimeAmount = .seconds(3)
+        /// Run the TCP relay threads under SCHED_BATCH: a relay woken by a packet does not preempt
+        /// the thread that is running, so it takes the work of many connections in one wake-up
+        /// instead of one at a time. Off gives the default policy.
+        public var batchScheduling = true
 
-    public init(state: LoadBalancerState, logger: Logger) {
-        self.state = state
-        self.logger = logger
+        public init(connectTimeout: TimeAmount = .seconds(3), batchScheduling: Bool = true) {
+            self.connectTimeout = connectTimeout
+            self.batchScheduling = batchScheduling
+        }
     }
 
-    public var listeningKeys: Set<VirtualService.Key> { Set(listeners.keys) }
+    public let options: Options
+    private let workers: [TCPRelayWorker]
+    private var tcpListeners: Set<VirtualService.Key> = []
+    /// One datagram channel per worker loop for each UDP service.
+    private var udpListeners: [VirtualService.Key: [Channel]] = [:]
+    private var stopped: EventLoopFuture<Void>?
+
+    /// Starts one TCP relay worker for each of the state's event loops.
+    public init(state: LoadBalancerState, logger: Logger, options: Options = Options()) {
+        self.state = state
+        self.logger = logger
+        self.options = options
+        lvs_raise_file_limit()
+        workers = state.loops.indices.map { i in
+            TCPRelayWorker(state: state, logger: logger, name: "lvsd-relay-\(i)", connectTimeout: options.connectTimeout.nanoseconds,
+                           runsClock: i == 0, batchScheduling: options.batchScheduling)
+        }
+        for worker in workers { worker.start() }
+    }
+
+    public var listeningKeys: Set<VirtualService.Key> { tcpListeners.union(udpListeners.keys) }
 
     /// Why a virtual service could not be served.
     public struct ListenError: Error, CustomStringConvertible {
@@ -86,7 +146,9 @@ public final class ProxyEngine: @unchecked Sendable {
         state.loop.preconditionInEventLoop()
         let binds = keys.filter(ProxyEngine.serves).map { key in
             listen(key).map { Optional<ListenError>.none }.recover { error in
-                ListenError(key: key, reason: (error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\(error)")
+                if let error = error as? ListenError { return error }
+                let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\(error)"
+                return ListenError(key: key, reason: reason)
             }
         }
         return EventLoopFuture.whenAllSucceed(binds, on: state.loop).map { $0.compactMap { $0 } }
@@ -96,41 +158,47 @@ public final class ProxyEngine: @unchecked Sendable {
     public func stopListening(_ keys: Set<VirtualService.Key>) {
         state.loop.preconditionInEventLoop()
         for key in keys {
-            guard let channels = listeners.removeValue(forKey: key) else { continue }
-            for channel in channels { channel.close(promise: nil) }
+            if tcpListeners.remove(key) != nil {
+                for worker in workers { worker.submit(.stopListening(key)) }
+            } else if let channels = udpListeners.removeValue(forKey: key) {
+                for channel in channels { channel.close(promise: nil) }
+            } else {
+                continue
+            }
             logger.info("stopped listening", metadata: ["vip": "\(key)"])
         }
     }
 
-    /// Binds the service on every worker loop (with SO_REUSEPORT when there are several, so the
-    /// kernel spreads new connections over them). Either all bind or none stays bound.
+    /// Binds the service once per worker (with SO_REUSEPORT when there are several, so the kernel
+    /// spreads new connections over them). Either all bind or none stays bound.
     private func listen(_ key: VirtualService.Key) -> EventLoopFuture<Void> {
         guard case .address(let proto, let address, let port) = key else { return state.loop.makeSucceededVoidFuture() }
+        let virtual = Endpoint(address, port)
+        if proto == .tcp {
+            var fds: [Int32] = []
+            for _ in workers {
+                switch TCPSocket.listen(on: virtual, sharedPort: workers.count > 1) {
+                case .success(let fd):
+                    fds.append(fd)
+                case .failure(let error):
+                    for fd in fds { close(fd) }
+                    return state.loop.makeFailedFuture(ListenError(key: key, reason: error.description))
+                }
+            }
+            for (worker, fd) in zip(workers, fds) { worker.submit(.listen(fd: fd, key: key, virtual: virtual)) }
+            tcpListeners.insert(key)
+            logger.info("listening", metadata: ["vip": "\(key)", "workers": "\(fds.count)"])
+            return state.loop.makeSucceededVoidFuture()
+        }
         let engine = self
         let shared = state.loops.count > 1
-        let virtual = Endpoint(address, port)
         let binds: [EventLoopFuture<Channel>] = state.loops.map { loop in
-            if proto == .udp {
-                return DatagramBootstrap(group: loop)
-                    .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                    .channelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: shared ? 1 : 0)
-                    .channelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(UDPFrontendHandler(engine: engine, virtual: virtual))
-                        }
-                    }
-                    .bind(host: "\(address)", port: Int(port))
-            }
-            return ServerBootstrap(group: loop)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: shared ? 1 : 0)
-                .serverChannelOption(.backlog, value: 1024)
-                .childChannelOption(.allowRemoteHalfClosure, value: true)
-                .childChannelOption(.autoRead, value: false)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer { channel in
+            DatagramBootstrap(group: loop)
+                .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                .channelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: shared ? 1 : 0)
+                .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(FrontendHandler(engine: engine, virtual: virtual))
+                        try channel.pipeline.syncOperations.addHandler(UDPFrontendHandler(engine: engine, virtual: virtual))
                     }
                 }
                 .bind(host: "\(address)", port: Int(port))
@@ -141,59 +209,27 @@ public final class ProxyEngine: @unchecked Sendable {
                 for c in channels { c.close(promise: nil) }
                 for case .failure(let error) in results { throw error }
             }
-            engine.listeners[key] = channels
+            engine.udpListeners[key] = channels
             engine.logger.info("listening", metadata: ["vip": "\(key)", "loops": "\(channels.count)"])
         }
     }
 
-    /// Closes every listener (connections in flight are left to finish).
+    /// Closes every listener and every relayed TCP connection; UDP flows go with their event loops.
+    /// The workers end with it: a second call only waits for the first.
     public func stop() -> EventLoopFuture<Void> {
-        let all = listeners.values.flatMap { $0 }.map { $0.close() }
-        listeners = [:]
-        return EventLoopFuture.andAllComplete(all, on: state.loop)
-    }
-
-    // MARK: Connections
-
-    /// Schedules a new client connection; nil when no real server is available.
-    func schedule(client: Endpoint, virtual: Endpoint) -> Forwarding? {
-        let now = state.now
-        let verdict = state.withTable { $0.inbound(.tcp(from: client, to: virtual, flags: .syn, length: 60), now: now) }
-        if case .forward(let f) = verdict { return f }
-        return nil
-    }
-
-    /// A real server refused or did not answer: drop that connection entry and schedule again,
-    /// giving up when the scheduler keeps choosing a server that already failed.
-    func reschedule(_ failed: Forwarding, client: Endpoint, virtual: Endpoint, tried: inout Set<Int32>) -> Forwarding? {
-        state.countRealServerFailure()
-        tried.insert(failed.server)
-        let now = state.now
-        state.withTable {
-            $0.update(connection: failed.connection, direction: .input, tcpFlags: .rst, bytes: 0, now: now)
-            $0.forget(connection: failed.connection)
+        state.loop.preconditionInEventLoop()
+        if let stopped { return stopped }
+        var closing = udpListeners.values.flatMap { $0 }.map { $0.close() }
+        udpListeners = [:]
+        tcpListeners = []
+        for worker in workers {
+            let done = state.loop.makePromise(of: Void.self)
+            worker.submit(.stop(done: done))
+            closing.append(done.futureResult)
         }
-        guard let next = schedule(client: client, virtual: virtual) else { return nil }
-        if tried.contains(next.server) {
-            state.withTable { $0.forget(connection: next.connection) }
-            return nil
-        }
-        return next
-    }
-
-    func connect(to destination: Endpoint, on loop: EventLoop) -> EventLoopFuture<Channel> {
-        // A socket address built from the numbers: connect(host:) would go through name resolution.
-        let address: SocketAddress
-        do {
-            address = try ProxyEngine.socketAddress(destination)
-        } catch {
-            return loop.makeFailedFuture(error)
-        }
-        return ClientBootstrap(group: loop)
-            .connectTimeout(connectTimeout)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connect(to: address)
+        let all = EventLoopFuture.andAllComplete(closing, on: state.loop)
+        stopped = all
+        return all
     }
 
     /// The socket address of an endpoint, built from its numbers.
@@ -201,9 +237,17 @@ public final class ProxyEngine: @unchecked Sendable {
         try SocketAddress(ipAddress: "\(endpoint.address)", port: Int(endpoint.port))
     }
 
-    /// Reports a relayed chunk or a half-close to the table.
-    func account(_ connection: ConnectionID, _ direction: PacketDirection, flags: TCPFlags, bytes: Int) {
-        let now = state.now
-        state.withTable { $0.update(connection: connection, direction: direction, tcpFlags: flags, bytes: bytes, now: now) }
+    /// The endpoint of a socket address, read from the sockaddr itself (no text round trip).
+    static func endpoint(_ address: SocketAddress?) -> Endpoint? {
+        switch address {
+        case .v4(let a):
+            return Endpoint(IPAddress(v4: UInt32(bigEndian: a.address.sin_addr.s_addr)), UInt16(bigEndian: a.address.sin_port))
+        case .v6(let a):
+            var raw = RawSocketAddress()
+            raw.storage = a.address
+            return raw.endpoint
+        default:
+            return nil
+        }
     }
 }

@@ -67,7 +67,7 @@ final class UDPFrontendHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        guard let client = FrontendHandler.endpoint(envelope.remoteAddress) else { return }
+        guard let client = ProxyEngine.endpoint(envelope.remoteAddress) else { return }
         let bytes = envelope.data.readableBytes
         let now = engine.state.now
         let verdict = engine.state.withTable { $0.inbound(.udp(from: client, to: virtual, length: bytes + 28), now: now) }

@@ -3,6 +3,7 @@ import ControlAPI
 import Director
 import Dispatch
 import Foundation
+import LVSProxyEngine
 import Logging
 import NIOCore
 import NIOPosix
@@ -22,7 +23,10 @@ let usage = """
       -n, --dont-fork         stay in the foreground (lvsd always does)
       -l, --log-console       log to the console (stderr; lvsd always does)
       -D, --log-detail        detailed logging
-          --workers N         event loops serving connections (default 1)
+          --workers N         relay threads and event loops serving connections (default 1)
+          --relay-scheduling batch|normal
+                              scheduling policy of the relay threads (default batch: SCHED_BATCH,
+                              a relay woken by traffic does not preempt the running thread)
       -h, --help              this text
       -v, --version           version
 
@@ -39,6 +43,7 @@ var controlPath: String?
 var detail = false
 var demo = false
 var workers = 1
+var engineOptions = ProxyEngine.Options()
 var args = Array(CommandLine.arguments.dropFirst())[...]
 @MainActor
 func value(_ option: String) -> String {
@@ -61,6 +66,12 @@ while let arg = args.popFirst() {
     case "--workers":
         guard let n = Int(inline ?? value(name)), n >= 1, n <= 64 else { fail("--workers takes a number from 1 to 64") }
         workers = n
+    case "--relay-scheduling":
+        switch inline ?? value(name) {
+        case "batch": engineOptions.batchScheduling = true
+        case "normal": engineOptions.batchScheduling = false
+        default: fail("--relay-scheduling takes batch or normal")
+        }
     case "demo", "--demo": demo = true
     case "-h", "--help":
         print(usage, terminator: "")
@@ -92,9 +103,9 @@ let logger = Logger(label: "lvsd")
 let path = controlPath ?? ControlSocketPath.resolve()
 let group = MultiThreadedEventLoopGroup(numberOfThreads: workers)
 let names = FileNames()
-let director = Director(loops: Array(group.makeIterator()), logger: logger, session: IPVSAdmSession(resolver: names, names: names))
+let director = Director(loops: Array(group.makeIterator()), logger: logger, session: IPVSAdmSession(resolver: names, names: names),
+                        engineOptions: engineOptions)
 do {
-    try director.start().wait()
     try director.serveControl(at: path).wait()
 } catch {
     fail("\(error)", code: 1)

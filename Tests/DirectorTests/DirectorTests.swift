@@ -60,12 +60,11 @@ import Glibc
         let director: Director
         var backends: [Channel] = []
 
-        init(workers: Int = 1) throws {
+        init(workers: Int = 1, options: ProxyEngine.Options = ProxyEngine.Options()) throws {
             group = MultiThreadedEventLoopGroup(numberOfThreads: workers)
             var logger = Logger(label: "test")
             logger.logLevel = .critical
-            director = Director(loops: Array(group.makeIterator()), logger: logger)
-            try director.start().wait()
+            director = Director(loops: Array(group.makeIterator()), logger: logger, engineOptions: options)
         }
 
         /// A real server answering `body`, on 127.0.0.1 and a free port.
@@ -436,5 +435,156 @@ import Glibc
         #expect(list == IPVSAdmOutput(stdout: "Timeout (tcp tcpfin udp): 900 120 300\n"))
         try h.director.shutdown().wait()
         #expect(access(path, F_OK) != 0)
+    }
+
+    // MARK: The TCP relay's edges
+
+    /// A real server that reads its client's whole request, up to the client's FIN, and only then
+    /// answers with the number of bytes it got.
+    final class UntilEnd: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        private var received = 0
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) { received += unwrapInboundIn(data).readableBytes }
+
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            guard let e = event as? ChannelEvent, e == .inputClosed else { return }
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "got \(received)\n"))).whenComplete { _ in
+                channel.close(promise: nil)
+            }
+        }
+    }
+
+    /// A plain client socket connected to 127.0.0.1:port, with a receive timeout.
+    static func connectedSocket(_ port: Int) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        let ok = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if ok != 0 {
+            close(fd)
+            return nil
+        }
+        return fd
+    }
+
+    /// Everything the socket sends until its end (or the timeout).
+    static func readAll(_ fd: Int32) -> [UInt8] {
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { return out }
+            out += chunk[0..<n]
+        }
+    }
+
+    @Test func aClientsHalfCloseReachesTheRealServerAndTheAnswerComesBack() throws {
+        let h = try Harness()
+        defer { h.stop() }
+        let backend = try ServerBootstrap(group: h.group)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(UntilEnd()) } }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        h.backends.append(backend)
+        let vip = DirectorTests.freePort()
+        try h.ipvsadm("-A -t 127.0.0.1:\(vip) -s rr")
+        try h.ipvsadm("-a -t 127.0.0.1:\(vip) -r 127.0.0.1:\(backend.localAddress!.port!) -m")
+        let fd = try #require(DirectorTests.connectedSocket(vip))
+        defer { close(fd) }
+        let request = [UInt8](repeating: 0x61, count: 100_000)
+        #expect(write(fd, request, request.count) == request.count)
+        shutdown(fd, Int32(SHUT_WR))  // the real server answers only once it sees this
+        #expect(String(decoding: DirectorTests.readAll(fd), as: UTF8.self) == "got 100000\n")
+    }
+
+    /// A real server that sends `chunks` MiB of a known pattern, then closes. Each MiB is the same
+    /// pattern behind its own number, so a lost, repeated or reordered piece shows.
+    final class Flood: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        static let pattern: [UInt8] = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }
+        static func chunk(_ k: Int) -> [UInt8] {
+            var bytes = pattern
+            withUnsafeBytes(of: UInt64(k).bigEndian) { for i in 0..<8 { bytes[i] = $0[i] } }
+            return bytes
+        }
+        let chunks: Int
+        init(chunks: Int) { self.chunks = chunks }
+
+        func channelActive(context: ChannelHandlerContext) {
+            var last: EventLoopFuture<Void>?
+            for k in 0..<chunks { last = context.write(wrapOutboundOut(ByteBuffer(bytes: Flood.chunk(k)))) }
+            context.flush()
+            let channel = context.channel
+            last?.whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    @Test func aSlowReaderGetsEveryByteInOrderAndTheRelayHoldsOnlyWhatItMust() throws {
+        let h = try Harness()
+        defer { h.stop() }
+        let chunks = 16
+        let size = chunks << 20
+        let backend = try ServerBootstrap(group: h.group)
+            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(Flood(chunks: chunks)) } }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        h.backends.append(backend)
+        let vip = DirectorTests.freePort()
+        try h.ipvsadm("-A -t 127.0.0.1:\(vip) -s rr")
+        try h.ipvsadm("-a -t 127.0.0.1:\(vip) -r 127.0.0.1:\(backend.localAddress!.port!) -m")
+        let fd = try #require(DirectorTests.connectedSocket(vip))
+        defer { close(fd) }
+        // Not reading for a while fills every buffer on the way: the relay must stop reading the real
+        // server (back-pressure) rather than take the whole transfer in.
+        Thread.sleep(forTimeInterval: 0.3)
+        func relayedBytes() throws -> Int {
+            Int(try h.ipvsadm("-Ln --stats --exact").stdout.split(separator: "\n")[3].split(separator: " ")[6]) ?? -1
+        }
+        let early = try relayedBytes()
+        #expect(early > 0 && early < size, "\(early) bytes relayed before the client read any")
+        let got = DirectorTests.readAll(fd)
+        #expect(got.count == size)
+        let wrong = (0..<chunks).first { k in got.count < (k + 1) << 20 || Array(got[(k << 20)..<((k + 1) << 20)]) != Flood.chunk(k) }
+        #expect(wrong == nil, "MiB \(wrong ?? -1) differs")
+        #expect(try relayedBytes() >= size)  // OutBytes counts what was relayed
+    }
+
+    @Test func aRealServerThatNeverAnswersIsGivenUpAfterTheTimeoutAndTheConnectionMovesOn() throws {
+        let h = try Harness(options: ProxyEngine.Options(connectTimeout: .milliseconds(300)))
+        defer { h.stop() }
+        let good = try h.backend("good\n")
+        // A listener whose accept queue is full: the kernel drops further SYNs, so connects hang.
+        let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(silent) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(silent, $0, length); return getsockname(silent, $0, &length) }
+        }
+        listen(silent, 0)
+        let silentPort = Int(UInt16(bigEndian: address.sin_port))
+        let filler = try #require(DirectorTests.connectedSocket(silentPort))
+        defer { close(filler) }
+        let vip = DirectorTests.freePort()
+        try h.ipvsadm("-A -t 127.0.0.1:\(vip) -s rr")
+        try h.ipvsadm("-a -t 127.0.0.1:\(vip) -r 127.0.0.1:\(good) -m")
+        try h.ipvsadm("-a -t 127.0.0.1:\(vip) -r 127.0.0.1:\(silentPort) -m")
+        // rr tries the silent server first (the newest is at the head of the list), gives up on it
+        // after 300 ms and goes to the other one.
+        #expect(DirectorTests.get("127.0.0.1", vip) == "good\n")
+        #expect(DirectorTests.get("127.0.0.1", vip) == "good\n")
+        // rr comes back to the silent server for the second connection too; each time it moves on.
+        #expect(h.director.state.realServerFailures == 2)
     }
 }

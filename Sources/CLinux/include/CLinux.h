@@ -1,0 +1,101 @@
+#ifndef LVS_CLINUX_H
+#define LVS_CLINUX_H
+/* The Linux calls Swift's Glibc module leaves out (epoll, eventfd, accept4), as thin wrappers.
+   struct epoll_event is packed on x86-64, so its fields are read here rather than from Swift.
+   No _GNU_SOURCE here (the headers would then differ from the Glibc module's): the calls that need
+   it are defined in CLinux.c. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/resource.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+enum {
+    LVS_EPOLLIN = EPOLLIN,
+    LVS_EPOLLOUT = EPOLLOUT,
+    LVS_EPOLLERR = EPOLLERR,
+    LVS_EPOLLHUP = EPOLLHUP,
+    LVS_EPOLLRDHUP = EPOLLRDHUP,
+    LVS_EPOLLET = EPOLLET,
+};
+
+static inline int lvs_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+static inline int lvs_epoll_add(int epfd, int fd, uint32_t events, uint64_t data) {
+    struct epoll_event e;
+    e.events = events;
+    e.data.u64 = data;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e);
+}
+
+static inline int lvs_epoll_delete(int epfd, int fd) { return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL); }
+
+/// Room for `count` events, for lvs_epoll_wait; free() it.
+static inline struct epoll_event *lvs_epoll_events(int count) {
+    return (struct epoll_event *)calloc((size_t)count, sizeof(struct epoll_event));
+}
+
+static inline int lvs_epoll_wait(int epfd, struct epoll_event *events, int count, int timeout_ms) {
+    return epoll_wait(epfd, events, count, timeout_ms);
+}
+
+static inline uint32_t lvs_epoll_event_flags(const struct epoll_event *events, int i) { return events[i].events; }
+static inline uint64_t lvs_epoll_event_data(const struct epoll_event *events, int i) { return events[i].data.u64; }
+
+static inline int lvs_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+static inline void lvs_eventfd_signal(int fd) {
+    uint64_t one = 1;
+    ssize_t n = write(fd, &one, sizeof one);
+    (void)n;
+}
+
+static inline void lvs_eventfd_drain(int fd) {
+    uint64_t value;
+    ssize_t n = read(fd, &value, sizeof value);
+    (void)n;
+}
+
+/// A non-blocking TCP socket of `family` (AF_INET or AF_INET6).
+static inline int lvs_tcp_socket(int family) { return socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); }
+
+/// Accepts one connection, non-blocking; the peer's address goes to `peer` (room for IPv4 and IPv6).
+int lvs_accept(int fd, struct sockaddr_in6 *peer);
+
+/// Names the calling thread (at most 15 characters are kept).
+void lvs_name_thread(const char *name);
+
+/// Puts the calling thread under SCHED_BATCH (no preemption on wake-up); 0 or errno.
+int lvs_schedule_batch(void);
+
+static inline int lvs_set_int_option(int fd, int level, int name, int value) {
+    return setsockopt(fd, level, name, &value, sizeof value);
+}
+
+static inline int lvs_socket_error(int fd) {
+    int value = 0;
+    socklen_t length = sizeof value;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &length) != 0) return errno;
+    return value;
+}
+
+static inline ssize_t lvs_recv(int fd, void *buffer, size_t length) { return recv(fd, buffer, length, 0); }
+static inline ssize_t lvs_send(int fd, const void *buffer, size_t length) { return send(fd, buffer, length, MSG_NOSIGNAL); }
+
+/// Raises the soft open-files limit to the hard one (each relayed connection holds two descriptors).
+static inline void lvs_raise_file_limit(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &limit);
+    }
+}
+
+static inline int lvs_errno(void) { return errno; }
+#endif
