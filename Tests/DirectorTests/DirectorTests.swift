@@ -587,4 +587,22 @@ import Glibc
         // rr comes back to the silent server for the second connection too; each time it moves on.
         #expect(h.director.state.realServerFailures == 2)
     }
+
+    @Test func anIdleConnectionEndsWithItsTableEntry() throws {
+        signal(SIGPIPE, SIG_IGN)  // the client below writes to a connection the relay has reset
+        let h = try Harness()
+        defer { h.stop() }
+        let port = try h.backend("alive\n")
+        try h.ipvsadm("--set 1 1 1")  // established connections time out after one idle second
+        let vip = DirectorTests.freePort()
+        try h.ipvsadm("-A -t 127.0.0.1:\(vip) -s rr")
+        try h.ipvsadm("-a -t 127.0.0.1:\(vip) -r 127.0.0.1:\(port) -m")
+        let client = try #require(KeepAliveClient(port: vip))
+        #expect(client.request() == "alive\n")
+        Thread.sleep(forTimeInterval: 0.4)
+        #expect(client.request() == "alive\n")  // each request renews the entry
+        Thread.sleep(forTimeInterval: 2)
+        #expect(client.request() == nil)  // the entry expired and took the relayed connection with it
+        #expect(try h.ipvsadm("-Lnc").stdout.split(separator: "\n").count == 2)  // headers only
+    }
 }

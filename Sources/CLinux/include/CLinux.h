@@ -78,6 +78,12 @@ static inline int lvs_set_int_option(int fd, int level, int name, int value) {
     return setsockopt(fd, level, name, &value, sizeof value);
 }
 
+/// Makes close() send a reset instead of a FIN (SO_LINGER with a zero timeout).
+static inline void lvs_abort_on_close(int fd) {
+    struct linger option = { .l_onoff = 1, .l_linger = 0 };
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &option, sizeof option);
+}
+
 static inline int lvs_socket_error(int fd) {
     int value = 0;
     socklen_t length = sizeof value;

@@ -39,6 +39,10 @@ final class TCPRelayWorker: @unchecked Sendable {
     /// Run under SCHED_BATCH (see `ProxyEngine.Options.batchScheduling`).
     let batchScheduling: Bool
     private var nextTick: Int64 = 0
+    /// Where the next look for connections whose table entry has expired starts, and when.
+    private var sweepCursor = 0
+    private var nextSweep: Int64 = 0
+    private var expired: [Int32] = []
     private let inbox = NIOLockedValueBox<[RelayCommand]>([])
     private let epollFD: Int32
     private let wakeFD: Int32
@@ -82,6 +86,8 @@ final class TCPRelayWorker: @unchecked Sendable {
     /// Reads one side makes in a row before the others get their turn.
     private static let roundsPerTurn = 16
     private static let acceptsPerTurn = 64
+    /// Slots looked at per sweep for expired entries (every `LoadBalancerState.tickInterval`).
+    private static let sweepBatch = 4096
 
     init(state: LoadBalancerState, logger: Logger, name: String, connectTimeout: Int64, runsClock: Bool,
          batchScheduling: Bool, chunk: Int = 64 * 1024, maximumConnections: Int = 1 << 18) {
@@ -157,6 +163,10 @@ final class TCPRelayWorker: @unchecked Sendable {
                 state.tick(now: now)
                 nextTick = now + LoadBalancerState.tickInterval
             }
+            if slots.live > 0 && now >= nextSweep {
+                closeExpired()
+                nextSweep = now + LoadBalancerState.tickInterval
+            }
         }
         tearDown()
     }
@@ -164,6 +174,7 @@ final class TCPRelayWorker: @unchecked Sendable {
     private func nextTimeout() -> Int32 {
         if !again.isEmpty { return 0 }
         var deadline = runsClock ? nextTick : Int64.max
+        if slots.live > 0 { deadline = min(deadline, nextSweep) }
         if connectingHead >= 0 { deadline = min(deadline, slots.base[Int(connectingHead)].deadline) }
         guard deadline != .max else { return -1 }
         let wait = deadline - state.now
@@ -591,6 +602,28 @@ final class TCPRelayWorker: @unchecked Sendable {
             guard slot.pointee.deadline <= now else { return }
             connectFailed(slot, index, code: ETIMEDOUT)
         }
+    }
+
+    /// Closes, with a reset both ways, relayed connections whose table entry has expired: an idle
+    /// connection past its state's timeout (900 s established by default, `ipvsadm --set`) is over,
+    /// as it is for the kernel, which drops its packets once the entry is gone. A part of the slots
+    /// is looked at each time, so a full table costs little per tick.
+    private func closeExpired() {
+        let end = min(sweepCursor + TCPRelayWorker.sweepBatch, slots.capacity)
+        let base = slots.base
+        let range = sweepCursor..<end
+        sweepCursor = end == slots.capacity ? 0 : end
+        state.withTable { table in
+            for i in range where base[i].inUse && !base[i].connecting && !table.isLive(connection: base[i].connection) {
+                expired.append(Int32(i))
+            }
+        }
+        for index in expired {
+            let slot = base + Int(index)
+            for fd in [slot.pointee.fd.client, slot.pointee.fd.server] where fd >= 0 { lvs_abort_on_close(fd) }
+            finish(slot, index)
+        }
+        expired.removeAll(keepingCapacity: true)
     }
 
     // MARK: Commands
