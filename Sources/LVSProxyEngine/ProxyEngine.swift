@@ -169,23 +169,32 @@ public final class ProxyEngine: @unchecked Sendable {
         }
     }
 
-    /// Binds the service once per worker (with SO_REUSEPORT when there are several, so the kernel
-    /// spreads new connections over them). Either all bind or none stays bound.
+    /// Binds the service once; with several workers each gets its own descriptor of the one
+    /// listening socket and watches it exclusively (EPOLLEXCLUSIVE), so a new connection wakes one
+    /// worker, whichever is free, rather than waiting in the queue of a busy one (as SO_REUSEPORT's
+    /// per-socket queues would have it). The socket closes when the last worker lets go of it.
     private func listen(_ key: VirtualService.Key) -> EventLoopFuture<Void> {
         guard case .address(let proto, let address, let port) = key else { return state.loop.makeSucceededVoidFuture() }
         let virtual = Endpoint(address, port)
         if proto == .tcp {
-            var fds: [Int32] = []
-            for _ in workers {
-                switch TCPSocket.listen(on: virtual, sharedPort: workers.count > 1) {
-                case .success(let fd):
-                    fds.append(fd)
-                case .failure(let error):
-                    for fd in fds { close(fd) }
-                    return state.loop.makeFailedFuture(ListenError(key: key, reason: error.description))
-                }
+            let listener: Int32
+            switch TCPSocket.listen(on: virtual) {
+            case .success(let fd): listener = fd
+            case .failure(let error): return state.loop.makeFailedFuture(ListenError(key: key, reason: error.description))
             }
-            for (worker, fd) in zip(workers, fds) { worker.submit(.listen(fd: fd, key: key, virtual: virtual)) }
+            var fds = [listener]
+            while fds.count < workers.count {
+                let copy = dup(listener)
+                guard copy >= 0 else {
+                    let reason = TCPSocket.reason(lvs_errno())
+                    for fd in fds { close(fd) }
+                    return state.loop.makeFailedFuture(ListenError(key: key, reason: reason))
+                }
+                fds.append(copy)
+            }
+            for (worker, fd) in zip(workers, fds) {
+                worker.submit(.listen(fd: fd, key: key, virtual: virtual, shared: workers.count > 1))
+            }
             tcpListeners.insert(key)
             logger.info("listening", metadata: ["vip": "\(key)", "workers": "\(fds.count)"])
             return state.loop.makeSucceededVoidFuture()

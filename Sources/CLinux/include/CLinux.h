@@ -23,6 +23,7 @@ enum {
     LVS_EPOLLHUP = EPOLLHUP,
     LVS_EPOLLRDHUP = EPOLLRDHUP,
     LVS_EPOLLET = EPOLLET,
+    LVS_EPOLLEXCLUSIVE = EPOLLEXCLUSIVE,
 };
 
 static inline int lvs_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }

@@ -67,13 +67,12 @@ enum TCPSocket {
     static func reason(_ code: Int32) -> String { String(cString: strerror(code)) }
 
     /// A listening socket on `endpoint`: non-blocking, TCP_NODELAY (inherited by every accepted
-    /// connection), SO_REUSEPORT when several workers share the address. Fails with errno.
-    static func listen(on endpoint: Endpoint, sharedPort: Bool, backlog: Int32 = 4096) -> Result<Int32, SocketError> {
+    /// connection). Fails with errno.
+    static func listen(on endpoint: Endpoint, backlog: Int32 = 4096) -> Result<Int32, SocketError> {
         let address = RawSocketAddress(endpoint)
         let fd = lvs_tcp_socket(address.family)
         guard fd >= 0 else { return .failure(SocketError(code: lvs_errno())) }
         _ = lvs_set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1)
-        if sharedPort { _ = lvs_set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1) }
         _ = lvs_set_int_option(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         if address.family == AF_INET6 { _ = lvs_set_int_option(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
         let bound = address.withSockaddr { bind(fd, $0, $1) }

@@ -7,8 +7,9 @@ import NIOCore
 
 /// What the control plane asks a relay worker to do.
 enum RelayCommand: Sendable {
-    /// Accept connections for `virtual` on the listening descriptor `fd` (the worker owns it from now on).
-    case listen(fd: Int32, key: VirtualService.Key, virtual: Endpoint)
+    /// Accept connections for `virtual` on the listening descriptor `fd` (the worker owns it from now
+    /// on); `shared` when other workers hold descriptors of the same socket.
+    case listen(fd: Int32, key: VirtualService.Key, virtual: Endpoint, shared: Bool)
     case stopListening(VirtualService.Key)
     /// Close every listener and connection and end the thread; `done` is completed then.
     case stop(done: EventLoopPromise<Void>)
@@ -43,6 +44,16 @@ final class TCPRelayWorker: @unchecked Sendable {
     private var sweepCursor = 0
     private var nextSweep: Int64 = 0
     private var expired: [Int32] = []
+    /// Table reports not handed over yet (see `account`).
+    private var updates: [TableUpdate] = []
+    private static let updatesPerHandover = 1024
+
+    private struct TableUpdate {
+        var connection: ConnectionID
+        var direction: PacketDirection
+        var flags: TCPFlags
+        var bytes: Int
+    }
     private let inbox = NIOLockedValueBox<[RelayCommand]>([])
     private let epollFD: Int32
     private let wakeFD: Int32
@@ -103,6 +114,7 @@ final class TCPRelayWorker: @unchecked Sendable {
         precondition(epollFD >= 0 && wakeFD >= 0, "epoll or eventfd unavailable: \(TCPSocket.reason(lvs_errno()))")
         _ = lvs_epoll_add(epollFD, wakeFD, UInt32(LVS_EPOLLIN), Tag.wake.rawValue)
         slots = RelaySlotStore(limit: maximumConnections)
+        updates.reserveCapacity(TCPRelayWorker.updatesPerHandover)
         pool = RelayBufferPool(size: chunk, kept: 256)
         scratch = .allocate(byteCount: chunk, alignment: 64)
         reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
@@ -159,6 +171,7 @@ final class TCPRelayWorker: @unchecked Sendable {
                 againNext.removeAll(keepingCapacity: true)
             }
             expireConnects()
+            handOverUpdates()
             if runsClock && now >= nextTick {
                 state.tick(now: now)
                 nextTick = now + LoadBalancerState.tickInterval
@@ -377,11 +390,22 @@ final class TCPRelayWorker: @unchecked Sendable {
         if let buffer = slot.pointee.pending[side].buffer { pool.give(buffer) }
     }
 
+    /// Reports a chunk or a close to the table. Reports are kept in order and handed over together
+    /// once per batch of events (or when `updatesPerHandover` are waiting), so the table's lock is
+    /// taken once per batch rather than once per chunk: the workers do not queue behind each other.
     @inline(__always)
     private func account(_ slot: UnsafeMutablePointer<RelaySlot>, _ direction: PacketDirection, _ flags: TCPFlags, _ bytes: Int) {
-        let connection = slot.pointee.connection
+        updates.append(TableUpdate(connection: slot.pointee.connection, direction: direction, flags: flags, bytes: bytes))
+        if updates.count == TCPRelayWorker.updatesPerHandover { handOverUpdates() }
+    }
+
+    private func handOverUpdates() {
+        guard !updates.isEmpty else { return }
         let now = self.now
-        state.withTable { $0.update(connection: connection, direction: direction, tcpFlags: flags, bytes: bytes, now: now) }
+        state.withTable { table in
+            for u in updates { table.update(connection: u.connection, direction: u.direction, tcpFlags: u.flags, bytes: u.bytes, now: now) }
+        }
+        updates.removeAll(keepingCapacity: true)
     }
 
     // MARK: Connections to real servers
@@ -519,13 +543,9 @@ final class TCPRelayWorker: @unchecked Sendable {
             failedServers[index] = nil
             slot.pointee.hasFailed = false
         }
-        let connection = slot.pointee.connection
-        let now = self.now
         // The handshake the table would have seen: SYN-ACK from the server, ACK from the client.
-        state.withTable {
-            $0.update(connection: connection, direction: .output, tcpFlags: [.syn, .ack], bytes: 0, now: now)
-            $0.update(connection: connection, direction: .input, tcpFlags: .ack, bytes: 0, now: now)
-        }
+        account(slot, .output, [.syn, .ack], 0)
+        account(slot, .input, .ack, 0)
         if slot.pointee.earlyBytes > 0 {
             account(slot, .input, .ack, slot.pointee.earlyBytes)
             slot.pointee.earlyBytes = 0
@@ -556,6 +576,7 @@ final class TCPRelayWorker: @unchecked Sendable {
         tried.append(slot.pointee.server)
         slot.pointee.hasFailed = true
         failedServers[index] = tried
+        handOverUpdates()
         let connection = slot.pointee.connection
         let now = self.now
         state.countRealServerFailure()
@@ -609,6 +630,7 @@ final class TCPRelayWorker: @unchecked Sendable {
     /// as it is for the kernel, which drops its packets once the entry is gone. A part of the slots
     /// is looked at each time, so a full table costs little per tick.
     private func closeExpired() {
+        handOverUpdates()
         let end = min(sweepCursor + TCPRelayWorker.sweepBatch, slots.capacity)
         let base = slots.base
         let range = sweepCursor..<end
@@ -635,11 +657,12 @@ final class TCPRelayWorker: @unchecked Sendable {
         }
         for command in commands {
             switch command {
-            case .listen(let fd, let key, let virtual):
+            case .listen(let fd, let key, let virtual, let shared):
                 let index = listeners.firstIndex { $0.fd < 0 } ?? listeners.count
                 let listener = Listener(fd: fd, key: key, virtual: virtual)
                 if index == listeners.count { listeners.append(listener) } else { listeners[index] = listener }
-                if lvs_epoll_add(epollFD, fd, UInt32(LVS_EPOLLIN), UInt64(index) << 2 | Tag.listener.rawValue) != 0 {
+                let events = UInt32(LVS_EPOLLIN) | (shared ? UInt32(LVS_EPOLLEXCLUSIVE) : 0)
+                if lvs_epoll_add(epollFD, fd, events, UInt64(index) << 2 | Tag.listener.rawValue) != 0 {
                     logger.error("cannot watch a listener", metadata: ["vip": "\(key)", "error": "\(TCPSocket.reason(lvs_errno()))"])
                 }
             case .stopListening(let key):
@@ -655,6 +678,7 @@ final class TCPRelayWorker: @unchecked Sendable {
     }
 
     private func tearDown() {
+        handOverUpdates()
         for listener in listeners where listener.fd >= 0 { close(listener.fd) }
         listeners = []
         for i in 0..<Int32(slots.capacity) where slots.base[Int(i)].inUse {
@@ -665,7 +689,7 @@ final class TCPRelayWorker: @unchecked Sendable {
         scratch.deallocate()
         if reserveFD >= 0 { close(reserveFD) }
         // Commands that came after the stop: their listeners are closed too.
-        for case .listen(let fd, _, _) in inbox.withLockedValue({ $0 }) { close(fd) }
+        for case .listen(let fd, _, _, _) in inbox.withLockedValue({ $0 }) { close(fd) }
         stopped?.succeed(())
     }
 }
