@@ -293,23 +293,31 @@ final class TCPRelayWorker: @unchecked Sendable {
         }
     }
 
-    /// Writes `count` bytes toward `target`; what it cannot take now waits in a pending buffer.
-    private func send(_ slot: UnsafeMutablePointer<RelaySlot>, _ index: Int32, toward target: RelaySide,
-                      _ bytes: UnsafeRawPointer, _ count: Int) -> Bool {
+    /// Writes as much of `count` bytes toward `target` as its socket takes now (stopping at a short
+    /// write or EAGAIN: the buffer is full); nil after an error, once the connection is reset.
+    private func write(_ slot: UnsafeMutablePointer<RelaySlot>, _ index: Int32, toward target: RelaySide,
+                       _ bytes: UnsafeRawPointer, _ count: Int) -> Int? {
         var sent = 0
         while sent < count {
             let n = lvs_send(slot.pointee.fd[target], bytes + sent, count - sent)
             if n > 0 {
                 sent += n
-                if sent < count { break }  // a short write: the socket's buffer is full
+                if sent < count { break }
             } else {
                 let code = lvs_errno()
                 if code == EINTR { continue }
                 if code == EAGAIN || code == EWOULDBLOCK { break }
                 reset(slot, index, by: target)
-                return false
+                return nil
             }
         }
+        return sent
+    }
+
+    /// Writes `count` bytes toward `target`; what it cannot take now waits in a pending buffer.
+    private func send(_ slot: UnsafeMutablePointer<RelaySlot>, _ index: Int32, toward target: RelaySide,
+                      _ bytes: UnsafeRawPointer, _ count: Int) -> Bool {
+        guard let sent = write(slot, index, toward: target, bytes, count) else { return false }
         if sent < count {
             let buffer = pool.take()
             buffer.copyMemory(from: bytes + sent, byteCount: count - sent)
@@ -322,19 +330,8 @@ final class TCPRelayWorker: @unchecked Sendable {
     /// reads again from the other side.
     private func flush(_ slot: UnsafeMutablePointer<RelaySlot>, _ index: Int32, toward target: RelaySide) -> Bool {
         var pending = slot.pointee.pending[target]
-        while !pending.isEmpty {
-            let n = lvs_send(slot.pointee.fd[target], pending.buffer! + pending.start, pending.count)
-            if n > 0 {
-                pending.start += n
-                if !pending.isEmpty { break }
-            } else {
-                let code = lvs_errno()
-                if code == EINTR { continue }
-                if code == EAGAIN || code == EWOULDBLOCK { break }
-                reset(slot, index, by: target)
-                return false
-            }
-        }
+        guard let sent = write(slot, index, toward: target, pending.buffer! + pending.start, pending.count) else { return false }
+        pending.start += sent
         guard pending.isEmpty else {
             slot.pointee.pending[target] = pending
             return true
