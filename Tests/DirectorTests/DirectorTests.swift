@@ -74,6 +74,24 @@ import Glibc
             return channel.localAddress!.port!
         }
 
+        /// A real server on 127.0.0.1 and a free port, each connection served by a new `handler()`.
+        func backend(halfClosure: Bool = false, _ handler: @escaping @Sendable () -> ChannelHandler) throws -> Int {
+            let channel = try ServerBootstrap(group: group)
+                .childChannelOption(.allowRemoteHalfClosure, value: halfClosure)
+                .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler()) } }
+                .bind(host: "127.0.0.1", port: 0).wait()
+            backends.append(channel)
+            return channel.localAddress!.port!
+        }
+
+        /// A new rr virtual service on 127.0.0.1 over one masqueraded real server; its port.
+        func service(over port: Int, options: String = "") throws -> Int {
+            let vip = DirectorTests.freePort()
+            try ipvsadm("-A -t 127.0.0.1:\(vip) -s rr")
+            try ipvsadm("-a -t 127.0.0.1:\(vip) -r 127.0.0.1:\(port) -m" + options)
+            return vip
+        }
+
         @discardableResult
         func ipvsadm(_ line: String) throws -> IPVSAdmOutput {
             try director.run(line.split(separator: " ").map(String.init)).wait()
@@ -184,13 +202,7 @@ import Glibc
     @Test func proxyProtocolTellsTheRealServerWhoTheClientIs() throws {
         let h = try Harness()
         defer { h.stop() }
-        let backend = try ServerBootstrap(group: h.group)
-            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(ProxyHeaderEcho()) } }
-            .bind(host: "127.0.0.1", port: 0).wait()
-        h.backends.append(backend)
-        let vip = DirectorTests.freePort()
-        try h.ipvsadm("-A -t 127.0.0.1:\(vip) -s rr")
-        try h.ipvsadm("-a -t 127.0.0.1:\(vip) -r 127.0.0.1:\(backend.localAddress!.port!) -m --proxy-protocol")
+        let vip = try h.service(over: h.backend { ProxyHeaderEcho() }, options: " --proxy-protocol")
         let answer = DirectorTests.get("127.0.0.1", vip, from: "127.0.0.7") ?? "-"
         #expect(answer.hasPrefix("proxy 127.0.0.7:") && answer.hasSuffix(" 127.0.0.1:\(vip)\n"), "\(answer)")
         #expect(try h.ipvsadm("-Sn").stdout.contains(" -m -w 1 --proxy-protocol\n"))
@@ -247,16 +259,8 @@ import Glibc
         let h = try Harness()
         defer { h.stop() }
         let good = try h.backend("steady\n")
-        let bad = try ServerBootstrap(group: h.group)
-            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(Reset()) } }
-            .bind(host: "127.0.0.1", port: 0).wait()
-        h.backends.append(bad)
-        let steadyVIP = DirectorTests.freePort()
-        let flakyVIP = DirectorTests.freePort()
-        try h.ipvsadm("-A -t 127.0.0.1:\(steadyVIP) -s rr")
-        try h.ipvsadm("-a -t 127.0.0.1:\(steadyVIP) -r 127.0.0.1:\(good) -m")
-        try h.ipvsadm("-A -t 127.0.0.1:\(flakyVIP) -s rr")
-        try h.ipvsadm("-a -t 127.0.0.1:\(flakyVIP) -r 127.0.0.1:\(bad.localAddress!.port!) -m")
+        let steadyVIP = try h.service(over: good)
+        let flakyVIP = try h.service(over: h.backend { Reset() })
         let steady = try #require(KeepAliveClient(port: steadyVIP))
         #expect(steady.request() == "steady\n")
         let flaky = try #require(KeepAliveClient(port: flakyVIP))
@@ -481,14 +485,7 @@ import Glibc
     @Test func aClientsHalfCloseReachesTheRealServerAndTheAnswerComesBack() throws {
         let h = try Harness()
         defer { h.stop() }
-        let backend = try ServerBootstrap(group: h.group)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(UntilEnd()) } }
-            .bind(host: "127.0.0.1", port: 0).wait()
-        h.backends.append(backend)
-        let vip = DirectorTests.freePort()
-        try h.ipvsadm("-A -t 127.0.0.1:\(vip) -s rr")
-        try h.ipvsadm("-a -t 127.0.0.1:\(vip) -r 127.0.0.1:\(backend.localAddress!.port!) -m")
+        let vip = try h.service(over: h.backend(halfClosure: true) { UntilEnd() })
         let fd = try #require(DirectorTests.connectedSocket(vip))
         defer { close(fd) }
         let request = [UInt8](repeating: 0x61, count: 100_000)
@@ -525,13 +522,7 @@ import Glibc
         defer { h.stop() }
         let chunks = 16
         let size = chunks << 20
-        let backend = try ServerBootstrap(group: h.group)
-            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(Flood(chunks: chunks)) } }
-            .bind(host: "127.0.0.1", port: 0).wait()
-        h.backends.append(backend)
-        let vip = DirectorTests.freePort()
-        try h.ipvsadm("-A -t 127.0.0.1:\(vip) -s rr")
-        try h.ipvsadm("-a -t 127.0.0.1:\(vip) -r 127.0.0.1:\(backend.localAddress!.port!) -m")
+        let vip = try h.service(over: h.backend { Flood(chunks: chunks) })
         let fd = try #require(DirectorTests.connectedSocket(vip))
         defer { close(fd) }
         // Not reading for a while fills every buffer on the way: the relay must stop reading the real
@@ -583,11 +574,8 @@ import Glibc
         signal(SIGPIPE, SIG_IGN)  // the client below writes to a connection the relay has reset
         let h = try Harness()
         defer { h.stop() }
-        let port = try h.backend("alive\n")
         try h.ipvsadm("--set 1 1 1")  // established connections time out after one idle second
-        let vip = DirectorTests.freePort()
-        try h.ipvsadm("-A -t 127.0.0.1:\(vip) -s rr")
-        try h.ipvsadm("-a -t 127.0.0.1:\(vip) -r 127.0.0.1:\(port) -m")
+        let vip = try h.service(over: h.backend("alive\n"))
         let client = try #require(KeepAliveClient(port: vip))
         #expect(client.request() == "alive\n")
         Thread.sleep(forTimeInterval: 0.4)
