@@ -34,11 +34,11 @@ let package = Package(
         ),
         .target(
             name: "Director",
-            dependencies: ["LVSCore", "ControlAPI", "LVSProxyEngine",
+            dependencies: ["LVSCore", "ControlAPI", "LVSProxyEngine", "KeepalivedConfig",
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]
         ),
-        .executableTarget(name: "lvsd", dependencies: ["Director", "LVSProxyEngine", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "lvsd", dependencies: ["Director", "LVSProxyEngine", "KeepalivedConfig", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "ipvsadm", dependencies: ["ControlAPI"]),
 
         .executableTarget(
@@ -49,7 +49,8 @@ let package = Package(
         .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
 
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "LVSCore"]),
-        .testTarget(name: "DirectorTests", dependencies: ["Director", "ControlAPI", "LVSCore", "LVSProxyEngine"]),
+        .testTarget(name: "DirectorTests", dependencies: ["Director", "ControlAPI", "LVSCore", "LVSProxyEngine", "KeepalivedConfig"]),
+        .testTarget(name: "KeepalivedConfigTests", dependencies: ["KeepalivedConfig", "LVSCore"], exclude: ["Corpus"]),
         .testTarget(
             name: "LVSCoreTests",
             dependencies: ["LVSCore"],

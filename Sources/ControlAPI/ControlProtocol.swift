@@ -5,15 +5,20 @@ import LVSCore
 import Glibc
 #endif
 
-/// One request on lvsd's control socket: an ipvsadm command line and, for `-R`, its standard input.
+/// One request on lvsd's control socket: an ipvsadm command line and, for `-R`, its standard input;
+/// or a daemon action (`reload`: read the configuration file again), with an empty command line.
 public struct ControlRequest: Codable, Sendable, Hashable {
     public var argv: [String]
     public var stdin: String
+    public var action: String?
 
-    public init(argv: [String], stdin: String = "") {
+    public init(argv: [String], stdin: String = "", action: String? = nil) {
         self.argv = argv
         self.stdin = stdin
+        self.action = action
     }
+
+    public static let reload = ControlRequest(argv: [], action: "reload")
 }
 
 /// The control socket's framing: each message is a 4-byte big-endian length and that many bytes of

@@ -1,4 +1,5 @@
 import ControlAPI
+import KeepalivedConfig
 import LVSCore
 import LVSProxyEngine
 import Logging
@@ -6,16 +7,21 @@ import NIOCore
 import NIOPosix
 
 /// The director: owns the virtual server table, runs the forwarding engine (whose first worker keeps
-/// the table's clocks: expiry, rates), and answers ipvsadm over the control socket.
+/// the table's clocks: expiry, rates), applies keepalived.conf, and answers ipvsadm over the control
+/// socket.
 public final class Director: @unchecked Sendable {
-    // @unchecked Sendable: the table is behind `state`'s lock; `control` and `controlPath`
-    // are set up and torn down on the control loop (`state.loop`) only.
+    // @unchecked Sendable: the table is behind `state`'s lock; `control`, `controlPath`,
+    // `configurationPath` and `appliedPlan` are only used on the control loop (`state.loop`).
     public let state: LoadBalancerState
     public let engine: ProxyEngine
     let logger: Logger
     let session: IPVSAdmSession
     private var control: Channel?
     private var controlPath: String?
+    /// The keepalived.conf given with -f, and the table it asked for when last applied
+    /// (only touched on the control loop).
+    var configurationPath: String?
+    var appliedPlan = TablePlan()
 
     /// - Parameter loops: the worker event loops; the first also runs the control plane.
     public init(loops: [EventLoop], settings: IPVSSettings = IPVSSettings(), logger: Logger,
@@ -34,7 +40,13 @@ public final class Director: @unchecked Sendable {
     /// is refused as a whole with a clear error, and the table stays as it was and stays served: the
     /// command is first run on a copy, the listeners it needs are opened, and only then is it applied.
     public func execute(_ request: ControlRequest) -> EventLoopFuture<IPVSAdmOutput> {
-        loop.flatSubmit {
+        if let action = request.action {
+            guard action == "reload" else {
+                return loop.makeSucceededFuture(IPVSAdmOutput(stderr: "lvsd: unknown request '\(action)'\n", exitCode: 2))
+            }
+            return reload().map(\.output)
+        }
+        return loop.flatSubmit {
             let s = self.state
             let now = s.now
             if !self.session.changesTable(request.argv) {

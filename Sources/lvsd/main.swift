@@ -3,6 +3,7 @@ import ControlAPI
 import Director
 import Dispatch
 import Foundation
+import KeepalivedConfig
 import LVSProxyEngine
 import Logging
 import NIOCore
@@ -15,8 +16,15 @@ import Glibc
 let usage = """
     Usage: lvsd [options]
            lvsd demo          three demo real servers and a wrr service on 127.0.0.1:8080
+           lvsd reload        have the running lvsd read its configuration file again (as SIGHUP)
     Options:
-      -f, --use-file PATH     keepalived configuration file
+      -f, --use-file PATH     keepalived configuration file (keepalived.conf); SIGHUP reloads it
+      -t, --config-test[=PATH]
+                              check the configuration (-f, or PATH, or
+                              /etc/keepalived/keepalived.conf), print what is wrong, exit 0 if valid
+          --dump-config       print the configuration as understood (after include and macro
+                              expansion) and the table it asks for, then exit
+      -i, --config-id ID      the id `@ID` lines are matched against (default: short host name)
           --engine NAME       proxy (default), packet or kernel
           --control PATH      control socket (also LVSD_SOCKET; default /run/lvsd.sock as root,
                               otherwise $XDG_RUNTIME_DIR/lvsd.sock or /tmp/lvsd-UID.sock)
@@ -38,6 +46,10 @@ func fail(_ message: String, code: Int32 = 2) -> Never {
 }
 
 var configFile: String?
+var configTest = false
+var dumpConfig = false
+var reloadRequest = false
+var configID: String?
 var engineName = "proxy"
 var controlPath: String?
 var detail = false
@@ -59,6 +71,12 @@ while let arg = args.popFirst() {
     }
     switch name {
     case "-f", "--use-file": configFile = inline ?? value(name)
+    case "-t", "--config-test":
+        configTest = true
+        if let inline { configFile = inline }
+    case "--dump-config": dumpConfig = true
+    case "-i", "--config-id": configID = inline ?? value(name)
+    case "reload": reloadRequest = true
     case "--engine": engineName = inline ?? value(name)
     case "--control": controlPath = inline ?? value(name)
     case "-n", "--dont-fork", "-l", "--log-console": break
@@ -83,8 +101,30 @@ while let arg = args.popFirst() {
     }
 }
 
-if configFile != nil {
-    fail("reading keepalived.conf (-f) is not yet supported in this build; drive lvsd with ipvsadm meanwhile")
+if reloadRequest {
+    let socket = controlPath ?? ControlSocketPath.resolve()
+    do {
+        let output = try ControlClient.send(ControlRequest.reload, to: socket)
+        FileHandle.standardOutput.write(Data(output.stdout.utf8))
+        FileHandle.standardError.write(Data(output.stderr.utf8))
+        exit(output.exitCode)
+    } catch {
+        fail("cannot reach lvsd on \(socket): \(error)", code: 1)
+    }
+}
+
+if configTest || dumpConfig {
+    // keepalived's -t: findings on stderr in its words, exit 0 only for a file with none.
+    let file = configFile ?? "/etc/keepalived/keepalived.conf"
+    var environment = HostFacts.environment
+    if let configID { environment.configID = configID }
+    let loaded = KeepalivedConfiguration.load(file, fileSystem: DiskConfigFiles(), environment: environment)
+    if dumpConfig {
+        FileHandle.standardOutput.write(Data(ConfigurationDump.text(of: loaded).utf8))
+        exit(loaded.hasErrors ? 1 : 0)
+    }
+    FileHandle.standardError.write(Data(loaded.diagnostics.map { "\($0)\n" }.joined().utf8))
+    exit(loaded.exitCode)
 }
 switch engineName {
 case "proxy": break
@@ -111,6 +151,18 @@ do {
     fail("\(error)", code: 1)
 }
 logger.info("lvsd started", metadata: ["engine": "\(engineName)", "control": "\(path)", "workers": "\(workers)"])
+
+if let configFile {
+    var environment = HostFacts.environment
+    if let configID { environment.configID = configID }
+    do {
+        let outcome = try director.loadConfiguration(configFile, initial: true, environment: environment).wait()
+        if !outcome.applied { fail("\(configFile): \(outcome.failures.joined(separator: "; "))", code: 1) }
+        logger.info("configuration applied", metadata: ["config": "\(configFile)", "changes": "\(outcome.changes.count)"])
+    } catch {
+        fail("\(configFile): \(error)", code: 1)
+    }
+}
 
 if demo {
     let servers = [("127.0.0.1", 18181, "rs1 host!\n", 3), ("127.0.0.1", 18182, "rs2 host!\n", 2), ("127.0.0.1", 18183, "rs3 host!\n", 1)]
@@ -157,4 +209,16 @@ for sig in [SIGINT, SIGTERM] {
     source.resume()
     signalSources.append(source)
 }
+// SIGHUP: read the configuration file again and apply only what changed (keepalived's reload).
+signal(SIGHUP, SIG_IGN)
+let hangUp = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .main)
+hangUp.setEventHandler {
+    director.reload().whenComplete { result in
+        if case .success(let outcome) = result, outcome.applied {
+            logger.info("configuration reloaded", metadata: ["changes": "\(outcome.changes.count)"])
+        }
+    }
+}
+hangUp.resume()
+signalSources.append(hangUp)
 dispatchMain()

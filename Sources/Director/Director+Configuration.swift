@@ -1,0 +1,114 @@
+import ControlAPI
+import Dispatch
+import KeepalivedConfig
+import LVSCore
+import LVSProxyEngine
+import Logging
+import NIOCore
+
+/// keepalived.conf: applying its virtual servers, and reloading it with only the difference applied.
+extension Director {
+    /// What a load or reload did.
+    public struct ConfigurationOutcome: Sendable {
+        /// Whether the new configuration is now the running one.
+        public var applied: Bool
+        public var diagnostics: [Diagnostic]
+        public var changes: [TablePlan.Change]
+        /// Changes the table refused, with why.
+        public var failures: [String]
+
+        /// The control socket's answer for `lvsd reload`.
+        public var output: IPVSAdmOutput {
+            var stderr = diagnostics.map { "\($0)\n" }.joined() + failures.map { "lvsd: \($0)\n" }.joined()
+            if !applied { stderr += "lvsd: configuration not applied; the running one is kept\n" }
+            let stdout = applied ? "configuration applied: \(changes.count) change\(changes.count == 1 ? "" : "s")\n" : ""
+            return IPVSAdmOutput(stdout: stdout, stderr: stderr, exitCode: applied && failures.isEmpty ? 0 : 1)
+        }
+    }
+
+    /// Findings that mean part of the file was not understood; a reload with any of them keeps the
+    /// running configuration.
+    static func blocksReload(_ d: Diagnostic) -> Bool {
+        switch d.kind {
+        case .warning, .deprecated, .securityError, .badInterface, .multipleFiles: return false
+        default: return true
+        }
+    }
+
+    /// Reads `path` and applies it. At start-up (`initial`) what could be understood is applied and
+    /// every finding is logged, as keepalived does; on reload a file with errors changes nothing.
+    public func loadConfiguration(_ path: String, initial: Bool, fileSystem: any ConfigFileSystem & Sendable = DiskConfigFiles(),
+                                  environment: KeepalivedConfiguration.Environment = HostFacts.environment)
+        -> EventLoopFuture<ConfigurationOutcome> {
+        let promise = loop.makePromise(of: ConfigurationOutcome.self)
+        // Reading and parsing touch the disk: off the event loop.
+        DispatchQueue.global().async {
+            let loaded = KeepalivedConfiguration.load(path, fileSystem: fileSystem, environment: environment)
+            self.loop.execute {
+                for finding in loaded.diagnostics {
+                    self.logger.warning("\(finding)", metadata: ["config": "\(path)"])
+                }
+                if !initial, loaded.diagnostics.contains(where: Director.blocksReload) {
+                    self.logger.error("reload refused: configuration has errors; the running one is kept", metadata: ["config": "\(path)"])
+                    promise.succeed(ConfigurationOutcome(applied: false, diagnostics: loaded.diagnostics, changes: [], failures: []))
+                    return
+                }
+                self.configurationPath = path
+                self.apply(TablePlan(loaded.configuration)).map { outcome in
+                    var outcome = outcome
+                    outcome.diagnostics = loaded.diagnostics
+                    return outcome
+                }.cascade(to: promise)
+            }
+        }
+        return promise.futureResult
+    }
+
+    /// Reads the configuration file given at start again (SIGHUP, `lvsd reload`).
+    public func reload() -> EventLoopFuture<ConfigurationOutcome> {
+        loop.flatSubmit {
+            guard let path = self.configurationPath else {
+                return self.loop.makeSucceededFuture(ConfigurationOutcome(
+                    applied: false, diagnostics: [Diagnostic(.fatal, "lvsd was not started with a configuration file (-f)")], changes: [], failures: []))
+            }
+            self.logger.info("Reloading configuration", metadata: ["config": "\(path)"])
+            return self.loadConfiguration(path, initial: false)
+        }
+    }
+
+    /// Takes the table from the last applied plan to `plan`: listeners for new services are opened
+    /// first (if one cannot be, nothing changes), then the changes are made under the table's lock.
+    func apply(_ plan: TablePlan) -> EventLoopFuture<ConfigurationOutcome> {
+        loop.flatSubmit {
+            let changes = self.appliedPlan.changes(to: plan)
+            let wanted = Set(plan.services.map(\.config.key).filter(ProxyEngine.serves))
+            let missing = wanted.subtracting(self.engine.listeningKeys)
+            return self.engine.listen(missing).map { refused in
+                guard refused.isEmpty else {
+                    self.engine.stopListening(missing.subtracting(refused.map(\.key)))
+                    let failures = refused.map { "\($0)" }
+                    for f in refused {
+                        self.logger.error("cannot serve virtual service", metadata: ["vip": "\(f.key)", "error": "\(f.reason)"])
+                    }
+                    return ConfigurationOutcome(applied: false, diagnostics: [], changes: [], failures: failures)
+                }
+                let s = self.state
+                let (results, keys) = s.withTable { table in
+                    (TablePlan.apply(changes, to: &table, now: s.now), table.serviceSnapshots.map(\.config.key))
+                }
+                self.engine.stopListening(self.engine.listeningKeys.subtracting(keys))
+                self.appliedPlan = plan
+                var failures: [String] = []
+                for (change, error) in results {
+                    if let error {
+                        failures.append("\(change): \(error)")
+                        self.logger.error("configuration change refused", metadata: ["change": "\(change)", "error": "\(error)"])
+                    } else {
+                        self.logger.info("\(change)")
+                    }
+                }
+                return ConfigurationOutcome(applied: true, diagnostics: [], changes: changes, failures: failures)
+            }
+        }
+    }
+}
