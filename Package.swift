@@ -47,6 +47,7 @@ let package = Package(
             path: "Benchmarks/LVSCoreBenchmark"
         ),
         .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
+        .executableTarget(name: "ConfigReloadBenchmark", dependencies: ["KeepalivedConfig", "LVSCore"], path: "Benchmarks/ConfigReloadBenchmark"),
 
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "LVSCore"]),
         .testTarget(name: "DirectorTests", dependencies: ["Director", "ControlAPI", "LVSCore", "LVSProxyEngine", "KeepalivedConfig"]),

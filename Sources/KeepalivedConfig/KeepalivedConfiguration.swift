@@ -141,8 +141,9 @@ public struct KeepalivedConfiguration: Hashable, Sendable {
             switch vs.address {
             case .endpoint(_, let port):
                 if vs.protocolName == nil {
-                    // keepalived's default protocol for an address virtual server is TCP.
-                    vs.protocolName = .tcp
+                    // keepalived 2.2.7 (check_data.c): the kernel's default for protocol 0 is UDP, so it says so.
+                    d.report(.generalError, "Virtual server \(vs.trio): no protocol set - defaulting to UDP", at: place)
+                    vs.protocolName = .udp
                 }
                 if vs.onePacket, vs.protocolName != .udp {
                     d.report(.generalError, "Virtual server \(vs.trio): one packet scheduling requires UDP - resetting", at: place)
@@ -157,9 +158,13 @@ public struct KeepalivedConfiguration: Hashable, Sendable {
                     d.report(.warning, "Warning: Virtual server \(vs.trio): protocol specified for fwmark - protocol will be ignored", at: place)
                 }
             case .group:
-                if vs.protocolName == nil { vs.protocolName = .tcp }
+                if vs.protocolName == nil {
+                    d.report(.generalError, "Virtual server \(vs.trio): no protocol set - defaulting to UDP", at: place)
+                    vs.protocolName = .udp
+                }
             }
             if vs.scheduler == nil {
+                d.report(.generalError, "Virtual server \(vs.trio): no scheduler set, setting default 'wlc'", at: place)
                 vs.scheduler = "wlc"
             }
             // Duplicate real servers: keepalived keeps the first.
@@ -173,6 +178,7 @@ public struct KeepalivedConfiguration: Hashable, Sendable {
                 if rs.forwarding == nil {
                     if vs.forwarding == nil, !defaultMethodReported {
                         defaultMethodReported = true
+                        d.report(.generalError, "Virtual server \(vs.trio): no forwarding method set, setting default NAT", at: place)
                         vs.forwarding = ForwardingDefinition(method: .masquerade)
                     }
                     rs.forwarding = vs.forwarding ?? ForwardingDefinition(method: .masquerade)
@@ -241,6 +247,11 @@ public struct KeepalivedConfiguration: Hashable, Sendable {
             checkAddresses(staticAddresses)
             checkRoutes(staticRoutes)
             for vi in instances {
+                if vi.interface == "lo" {
+                    d.report(.generalError, "(\(vi.name)) cannot use a loopback interface (lo) for vrrp - ignoring", at: vi.interfaceLocation)
+                    if let i = instances.firstIndex(where: { $0.name == vi.name }) { instances[i].interface = nil }
+                    continue
+                }
                 if let name = vi.interface {
                     check(name, "WARNING - interface \(name) for vrrp_instance \(vi.name) doesn't exist", vi.interfaceLocation ?? vi.location)
                 }

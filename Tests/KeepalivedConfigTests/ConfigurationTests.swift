@@ -4,11 +4,30 @@ import Testing
 
 /// The typed model and keepalived's checks on it.
 @Suite struct ConfigurationTests {
-    func load(_ text: String, files: [String: String] = [:], interfaces: Set<String>? = ["eth0", "lo"]) -> KeepalivedConfiguration.Loaded {
+    func load(_ text: String, files: [String: String] = [:], interfaces: Set<String>? = ["eth0", "lo"],
+              keepDefaults: Bool = false) -> KeepalivedConfiguration.Loaded {
         var all = files
         all["/k.conf"] = text
-        return KeepalivedConfiguration.load("/k.conf", fileSystem: InMemoryFileSystem(all),
-                                            environment: .init(interfaces: interfaces, configID: "lb1"))
+        var loaded = KeepalivedConfiguration.load("/k.conf", fileSystem: InMemoryFileSystem(all),
+                                                  environment: .init(interfaces: interfaces, configID: "lb1"))
+        if !keepDefaults { loaded.diagnostics.removeAll(where: ConfigurationTests.isDefaulting) }
+        return loaded
+    }
+
+    /// keepalived -t reports a virtual server without `protocol`, `lvs_sched` or `lvs_method`; the
+    /// tests about something else leave those lines out of their configurations and these findings out.
+    static func isDefaulting(_ d: Diagnostic) -> Bool {
+        ["no protocol set", "no scheduler set", "no forwarding method set"].contains { d.message.contains($0) }
+    }
+
+    @Test func missingProtocolSchedulerAndMethodAreReportedAndDefaultedAsKeepalivedDoes() {
+        let loaded = load("virtual_server 10.0.0.1 53 {\n real_server 10.0.1.1 53 {\n }\n}", keepDefaults: true)
+        #expect(loaded.diagnostics.map(\.message) == [
+            "Virtual server [10.0.0.1]:none:53: no protocol set - defaulting to UDP",
+            "Virtual server [10.0.0.1]:udp:53: no scheduler set, setting default 'wlc'",
+            "Virtual server [10.0.0.1]:udp:53: no forwarding method set, setting default NAT",
+        ])
+        #expect(TablePlan(loaded.configuration).services.map(\.config) == [VirtualService.Config(key: .address(.udp, IPAddress("10.0.0.1")!, 53))])
     }
 
     /// Seed 002's director: VRRP master for the VIP and a DR service with TCP checks (old keywords).
@@ -163,8 +182,8 @@ import Testing
             }
             """)
         #expect(loaded.diagnostics.map(\.description) == [
-            "(/k.conf: Line 4) VS [10.0.0.1]:tcp:80: real server [10.0.1.1]:80 is duplicated - removing second rs",
-            "(/k.conf: Line 7) Virtual server [10.0.0.1]:tcp:80 is defined twice (first at /k.conf:1) - ignoring the second",
+            "(/k.conf: Line 4) VS [10.0.0.1]:udp:80: real server [10.0.1.1]:80 is duplicated - removing second rs",
+            "(/k.conf: Line 7) Virtual server [10.0.0.1]:udp:80 is defined twice (first at /k.conf:1) - ignoring the second",
         ])
         #expect(TablePlan(loaded.configuration).services.map(\.servers.count) == [1])
     }
@@ -187,8 +206,8 @@ import Testing
         #expect(loaded.isValid)
         let keys = TablePlan(loaded.configuration).services.map(\.config.key)
         let ip = { (text: String) in IPAddress(text)! }
-        #expect(keys == [.address(.tcp, ip("10.0.0.1"), 80), .address(.tcp, ip("10.0.0.2"), 80), .address(.tcp, ip("10.0.0.3"), 80),
-                         .address(.tcp, ip("10.0.1.0"), 443), .address(.tcp, ip("10.0.1.1"), 443), .fwmark(7, .inet)])
+        #expect(keys == [.address(.udp, ip("10.0.0.1"), 80), .address(.udp, ip("10.0.0.2"), 80), .address(.udp, ip("10.0.0.3"), 80),
+                         .address(.udp, ip("10.0.1.0"), 443), .address(.udp, ip("10.0.1.1"), 443), .fwmark(7, .inet)])
         #expect(TablePlan(loaded.configuration).services[0].config.flags == [.scheduler2])
     }
 
@@ -248,6 +267,7 @@ import Testing
         let before = plan("""
             virtual_server 10.0.0.1 80 {
                 lvs_sched rr
+                protocol TCP
                 real_server 10.0.1.1 80 {
                     weight 1
                 }
@@ -255,6 +275,7 @@ import Testing
                 }
             }
             virtual_server 10.0.0.2 80 {
+                protocol TCP
                 real_server 10.0.1.1 80 {
                 }
             }
@@ -262,6 +283,7 @@ import Testing
         let after = plan("""
             virtual_server 10.0.0.1 80 {
                 lvs_sched rr
+                protocol TCP
                 real_server 10.0.1.1 80 {
                     weight 5
                 }
@@ -269,6 +291,7 @@ import Testing
                 }
             }
             virtual_server 10.0.0.3 80 {
+                protocol TCP
                 lvs_sched wrr
                 real_server 10.0.1.1 80 {
                 }
@@ -291,11 +314,11 @@ import Testing
 
     @Test func applyingKeepsUnchangedServersAndTheirCounters() throws {
         var table = IPVS()
-        let first = plan("virtual_server 10.0.0.1 80 {\n real_server 10.0.1.1 80 {\n }\n real_server 10.0.1.2 80 {\n }\n}")
+        let first = plan("virtual_server 10.0.0.1 80 {\n protocol TCP\n real_server 10.0.1.1 80 {\n }\n real_server 10.0.1.2 80 {\n }\n}")
         #expect(TablePlan.apply(TablePlan().changes(to: first), to: &table, now: 0).allSatisfy { $0.1 == nil })
         let key = VirtualService.Key.address(.tcp, IPAddress("10.0.0.1")!, 80)
         let before = try #require(table.serviceSnapshots.first)
-        let second = plan("virtual_server 10.0.0.1 80 {\n real_server 10.0.1.1 80 {\n weight 4\n }\n real_server 10.0.1.2 80 {\n }\n}")
+        let second = plan("virtual_server 10.0.0.1 80 {\n protocol TCP\n real_server 10.0.1.1 80 {\n weight 4\n }\n real_server 10.0.1.2 80 {\n }\n}")
         #expect(TablePlan.apply(first.changes(to: second), to: &table, now: 0).allSatisfy { $0.1 == nil })
         let servers = try #require(table.serviceSnapshots.first?.servers)
         #expect(servers.map(\.config.weight).sorted() == [1, 4])
