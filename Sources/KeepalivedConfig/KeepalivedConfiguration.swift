@@ -54,7 +54,8 @@ public struct KeepalivedConfiguration: Hashable, Sendable {
         var decoder = Decoder()
         decoder.diagnostics = readDiagnostics + treeDiagnostics
         var configuration = KeepalivedConfiguration()
-        for node in nodes { configuration.root(node, &decoder) }
+        var names = Names()
+        for node in nodes { configuration.root(node, &decoder, &names) }
         configuration.validateLVS(&decoder)
         configuration.validateVRRP(&decoder, environment: environment)
         return Loaded(configuration: configuration, diagnostics: decoder.diagnostics, lines: lines)
@@ -66,7 +67,15 @@ public struct KeepalivedConfiguration: Hashable, Sendable {
         "interface_up_down_delays", "bfd_instance",
     ]
 
-    private mutating func root(_ node: ConfigNode, _ d: inout Decoder) {
+    /// The names defined so far, for the duplicate checks (tens of thousands of instances are real:
+    /// keepalived.conf(5)'s own ~SEQ example makes 65,024).
+    struct Names {
+        var instances: Set<String> = []
+        var syncGroups: Set<String> = []
+        var groups: Set<String> = []
+    }
+
+    private mutating func root(_ node: ConfigNode, _ d: inout Decoder, _ names: inout Names) {
         switch node.keyword {
         case "global_defs": d.globalDefinitions(node, into: &globalDefinitions)
         case "static_ipaddress":
@@ -88,21 +97,21 @@ public struct KeepalivedConfiguration: Hashable, Sendable {
             if let t = d.trackFile(node) { trackFiles.append(t) }
         case "vrrp_sync_group":
             guard let g = d.syncGroup(node) else { return }
-            if syncGroups.contains(where: { $0.name == g.name }) {
+            if !names.syncGroups.insert(g.name).inserted {
                 d.report(.generalError, "vrrp sync group \(g.name) already defined", node)
                 return
             }
             syncGroups.append(g)
         case "vrrp_instance":
             guard let i = d.vrrpInstance(node) else { return }
-            if instances.contains(where: { $0.name == i.name }) {
+            if !names.instances.insert(i.name).inserted {
                 d.report(.generalError, "vrrp instance \(i.name) already defined", node)
                 return
             }
             instances.append(i)
         case "virtual_server_group":
             guard let g = d.virtualServerGroup(node) else { return }
-            if virtualServerGroups.contains(where: { $0.name == g.name }) {
+            if !names.groups.insert(g.name).inserted {
                 d.report(.generalError, "virtual server group \(g.name) already defined - ignoring the second", node)
                 return
             }
@@ -122,11 +131,12 @@ public struct KeepalivedConfiguration: Hashable, Sendable {
     // MARK: After parsing (keepalived's validate_check_config, in its order)
 
     private mutating func validateLVS(_ d: inout Decoder) {
+        let groupNames = Set(virtualServerGroups.map(\.name))
         var kept: [VirtualServerDefinition] = []
         var seen: [String: SourceLocation] = [:]
         for var vs in virtualServers {
             let place = vs.location
-            if case .group(let name) = vs.address, !virtualServerGroups.contains(where: { $0.name == name }) {
+            if case .group(let name) = vs.address, !groupNames.contains(name) {
                 d.report(.generalError, "Virtual server group \(name) specified but not configured - ignoring virtual server \(vs.trio)", at: place)
                 continue
             }
@@ -249,7 +259,6 @@ public struct KeepalivedConfiguration: Hashable, Sendable {
             for vi in instances {
                 if vi.interface == "lo" {
                     d.report(.generalError, "(\(vi.name)) cannot use a loopback interface (lo) for vrrp - ignoring", at: vi.interfaceLocation)
-                    if let i = instances.firstIndex(where: { $0.name == vi.name }) { instances[i].interface = nil }
                     continue
                 }
                 if let name = vi.interface {
@@ -263,6 +272,7 @@ public struct KeepalivedConfiguration: Hashable, Sendable {
                 d.report(.badInterface, "Non-existent interface specified in configuration", at: nil)
                 return
             }
+            for i in instances.indices where instances[i].interface == "lo" { instances[i].interface = nil }
         }
         for vi in instances {
             if vi.virtualRouterID == nil {
@@ -274,13 +284,15 @@ public struct KeepalivedConfiguration: Hashable, Sendable {
                 return
             }
         }
+        let instanceNames = Set(instances.map(\.name))
         for group in syncGroups {
-            for member in group.members where !instances.contains(where: { $0.name == member }) {
+            for member in group.members where !instanceNames.contains(member) {
                 d.report(.generalError, "Virtual router \(member) specified in sync group \(group.name) doesn't exist - ignoring", at: group.location)
             }
         }
+        let scriptNames = Set(vrrpScripts.map(\.name))
         for vi in instances {
-            for t in vi.trackScripts where !vrrpScripts.contains(where: { $0.name == t.name }) {
+            for t in vi.trackScripts where !scriptNames.contains(t.name) {
                 d.report(.generalError, "(\(vi.name)) track script \(t.name) not found, ignoring...", at: t.location)
             }
         }

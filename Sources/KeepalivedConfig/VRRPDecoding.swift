@@ -523,7 +523,7 @@ extension Decoder {
             case "track_interface": group.trackInterfaces += tracked(item, instance: name, range: -253...253)
             case "track_script": group.trackScripts += tracked(item, instance: name, range: -253...253)
             case "track_file": group.trackFiles += tracked(item, instance: name, range: -254...254)
-            case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify":
+            case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "notify_deleted":
                 refuseBlock(item)
                 if group.notify[item.keyword] != nil {
                     report(.generalError, "vrrp group \(name): \(item.keyword) script already specified - ignoring \(item.words.count > 1 ? item.words[1] : "")", item)
