@@ -48,6 +48,13 @@ extension Director {
                 for finding in loaded.diagnostics {
                     self.logger.warning("\(finding)", metadata: ["config": "\(path)"])
                 }
+                // A file that is not there (or not readable) is never "an empty configuration".
+                if let unreadable = loaded.diagnostics.first(where: { $0.kind == .fileNotFound && $0.location == nil }) {
+                    self.logger.error("\(unreadable)", metadata: ["config": "\(path)"])
+                    promise.succeed(ConfigurationOutcome(applied: false, diagnostics: loaded.diagnostics, changes: [],
+                                                         failures: [unreadable.message]))
+                    return
+                }
                 if !initial, loaded.diagnostics.contains(where: Director.blocksReload) {
                     self.logger.error("reload refused: configuration has errors; the running one is kept", metadata: ["config": "\(path)"])
                     promise.succeed(ConfigurationOutcome(applied: false, diagnostics: loaded.diagnostics, changes: [], failures: []))

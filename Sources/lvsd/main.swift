@@ -157,7 +157,11 @@ if let configFile {
     if let configID { environment.configID = configID }
     do {
         let outcome = try director.loadConfiguration(configFile, initial: true, environment: environment).wait()
-        if !outcome.applied { fail("\(configFile): \(outcome.failures.joined(separator: "; "))", code: 1) }
+        if !outcome.applied {
+            // Nothing was served yet: give the control socket back before saying why.
+            try? director.shutdown().wait()
+            fail("\(configFile): \(outcome.failures.joined(separator: "; "))", code: 1)
+        }
         logger.info("configuration applied", metadata: ["config": "\(configFile)", "changes": "\(outcome.changes.count)"])
     } catch {
         fail("\(configFile): \(error)", code: 1)

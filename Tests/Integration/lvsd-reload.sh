@@ -136,4 +136,10 @@ set -e
 grep -q "Invalid lvs_scheduler 'nosuch'" "$work/reload-err" || fail "reload error: $(cat "$work/reload-err")"
 grep -q "running one is kept" "$work/reload-err" || fail "reload error: $(cat "$work/reload-err")"
 [[ $(table) == "$before" ]] || fail "table changed by a refused reload: $(table)"
+# A file that is not there: lvsd says so and does not start (nor keep the socket).
+set +e
+LVSD_SOCKET=$work/other.sock "$bin/lvsd" -f "$work/missing.conf" 2>"$work/missing-err"; rc=$?
+set -e
+[[ $rc == 1 ]] && grep -q "Unable to find configuration file" "$work/missing-err" || fail "missing file: exit $rc $(cat "$work/missing-err")"
+[[ ! -e $work/other.sock ]] || fail "control socket left behind by a failed start"
 echo "lvsd-reload: ok"
