@@ -26,6 +26,11 @@ let package = Package(
         .target(name: "KeepalivedConfig", dependencies: ["LVSCore"]),
         .target(name: "ControlAPI", dependencies: ["LVSCore"]),
         .target(
+            name: "HealthCheck",
+            dependencies: ["LVSCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
             name: "LVSProxyEngine",
             dependencies: ["LVSCore", "CLinux", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
@@ -34,7 +39,7 @@ let package = Package(
         ),
         .target(
             name: "Director",
-            dependencies: ["LVSCore", "ControlAPI", "LVSProxyEngine", "KeepalivedConfig",
+            dependencies: ["LVSCore", "ControlAPI", "LVSProxyEngine", "KeepalivedConfig", "HealthCheck",
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]
         ),
@@ -51,6 +56,7 @@ let package = Package(
 
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "LVSCore"]),
         .testTarget(name: "DirectorTests", dependencies: ["Director", "ControlAPI", "LVSCore", "LVSProxyEngine", "KeepalivedConfig"]),
+        .testTarget(name: "HealthCheckTests", dependencies: ["HealthCheck", "LVSCore", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "KeepalivedConfigTests", dependencies: ["KeepalivedConfig", "LVSCore"], exclude: ["Corpus"]),
         .testTarget(
             name: "LVSCoreTests",

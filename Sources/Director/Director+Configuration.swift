@@ -1,5 +1,6 @@
 import ControlAPI
 import Dispatch
+import HealthCheck
 import KeepalivedConfig
 import LVSCore
 import LVSProxyEngine
@@ -61,7 +62,7 @@ extension Director {
                     return
                 }
                 self.configurationPath = path
-                self.apply(TablePlan(loaded.configuration)).map { outcome in
+                self.configure(loaded.configuration).map { outcome in
                     var outcome = outcome
                     outcome.diagnostics = loaded.diagnostics
                     return outcome
@@ -83,9 +84,51 @@ extension Director {
         }
     }
 
+    /// Makes `configuration` the running one: its checkers start (those it shares with the running
+    /// one keep their state), and the table becomes what it asks for as the checkers see it.
+    func configure(_ configuration: KeepalivedConfiguration) -> EventLoopFuture<ConfigurationOutcome> {
+        loop.flatSubmit {
+            let plan = TablePlan(configuration)
+            let setup = Director.healthSetup(configuration, plan: plan)
+            for kind in setup.unsupported.sorted() {
+                self.logger.warning("\(kind) is not run by this build yet: its real servers count as up")
+            }
+            let now = Instant(NIODeadline.now().uptimeNanoseconds)
+            return self.monitor.start(services: setup.services, names: setup.names, checkers: setup.checkers, now: now) { [weak self] _, _ in
+                self?.healthChanged()
+            }.flatMap { health in
+                let previous = (self.configuredPlan, self.health)
+                self.configuredPlan = plan
+                self.health = health
+                return self.apply(Director.effectivePlan(plan, health: health)).map { outcome in
+                    if !outcome.applied { (self.configuredPlan, self.health) = previous }
+                    return outcome
+                }
+            }
+        }
+    }
+
+    /// A checker changed a real server or a quorum: the table follows.
+    func healthChanged() {
+        monitor.snapshot().whenSuccess { health in
+            self.health = health
+            _ = self.apply(Director.effectivePlan(self.configuredPlan, health: health))
+        }
+    }
+
     /// Takes the table from the last applied plan to `plan`: listeners for new services are opened
     /// first (if one cannot be, nothing changes), then the changes are made under the table's lock.
+    /// One application at a time, in the order asked.
     func apply(_ plan: TablePlan) -> EventLoopFuture<ConfigurationOutcome> {
+        loop.flatSubmit {
+            let previous = self.applying ?? self.loop.makeSucceededVoidFuture()
+            let result = previous.flatMap { self.applyNow(plan) }
+            self.applying = result.map { _ in () }
+            return result
+        }
+    }
+
+    private func applyNow(_ plan: TablePlan) -> EventLoopFuture<ConfigurationOutcome> {
         loop.flatSubmit {
             let changes = self.appliedPlan.changes(to: plan)
             let wanted = Set(plan.services.map(\.config.key).filter(ProxyEngine.serves))

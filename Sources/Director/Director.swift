@@ -1,4 +1,5 @@
 import ControlAPI
+import HealthCheck
 import KeepalivedConfig
 import LVSCore
 import LVSProxyEngine
@@ -22,6 +23,12 @@ public final class Director: @unchecked Sendable {
     /// (only touched on the control loop).
     var configurationPath: String?
     var appliedPlan = TablePlan()
+    /// The table the configuration asks for, before the checkers' view of it.
+    var configuredPlan = TablePlan()
+    var health: [ServiceHealth] = []
+    lazy var monitor = HealthMonitor(loop: state.loop, logger: logger)
+    /// Table changes are applied one after the other (a reload and a checker may both want one).
+    var applying: EventLoopFuture<Void>?
 
     /// - Parameter loops: the worker event loops; the first also runs the control plane.
     public init(loops: [EventLoop], settings: IPVSSettings = IPVSSettings(), logger: Logger,
@@ -124,7 +131,7 @@ public final class Director: @unchecked Sendable {
     /// the event loop group's shutdown that follows.
     public func shutdown() -> EventLoopFuture<Void> {
         loop.flatSubmit {
-            let closing = [self.engine.stop(), self.control?.close() ?? self.loop.makeSucceededVoidFuture()]
+            let closing = [self.engine.stop(), self.control?.close() ?? self.loop.makeSucceededVoidFuture(), self.monitor.stop()]
             if let path = self.controlPath { ControlSocketFile.removeStale(path) }
             return EventLoopFuture.andAllComplete(closing, on: self.loop)
         }

@@ -9,11 +9,18 @@ public struct TablePlan: Hashable, Sendable {
         /// In configuration order.
         public var servers: [RealServerConfig]
         public var location: SourceLocation?
+        /// The `virtual_server` block it comes from (index in the configuration's list).
+        public var definition: Int?
+        /// The sorry server, which serves only while the service has lost its quorum.
+        public var sorryServer: RealServerConfig?
 
-        public init(config: VirtualService.Config, servers: [RealServerConfig], location: SourceLocation? = nil) {
+        public init(config: VirtualService.Config, servers: [RealServerConfig], location: SourceLocation? = nil,
+                    definition: Int? = nil, sorryServer: RealServerConfig? = nil) {
             self.config = config
             self.servers = servers
             self.location = location
+            self.definition = definition
+            self.sorryServer = sorryServer
         }
     }
 
@@ -42,7 +49,7 @@ public struct TablePlan: Hashable, Sendable {
     public init(_ configuration: KeepalivedConfiguration) {
         var services: [Service] = []
         var seen: Set<VirtualService.Key> = []
-        for vs in configuration.virtualServers {
+        for (index, vs) in configuration.virtualServers.enumerated() {
             for key in TablePlan.keys(of: vs, groups: configuration.virtualServerGroups) where !seen.contains(key) {
                 seen.insert(key)
                 var flags = vs.schedulerFlags
@@ -60,7 +67,12 @@ public struct TablePlan: Hashable, Sendable {
                                             upperThreshold: rs.upperThreshold ?? 0, lowerThreshold: rs.lowerThreshold ?? 0,
                                             tunnel: forwarding.tunnel)
                 }
-                services.append(Service(config: config, servers: servers, location: vs.location))
+                let sorry = vs.sorryServer.map { rs -> RealServerConfig in
+                    let forwarding = rs.forwarding ?? vs.forwarding ?? ForwardingDefinition(method: .masquerade)
+                    let port = key.isFwmark && forwarding.method != .masquerade ? 0 : (rs.port == 0 ? key.port : rs.port)
+                    return RealServerConfig(Endpoint(rs.address, port), forwarding: forwarding.method, weight: 1, tunnel: forwarding.tunnel)
+                }
+                services.append(Service(config: config, servers: servers, location: vs.location, definition: index, sorryServer: sorry))
             }
         }
         self.services = services

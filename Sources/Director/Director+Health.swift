@@ -1,0 +1,110 @@
+import HealthCheck
+import KeepalivedConfig
+import LVSCore
+import NIOCore
+
+/// Health checks from keepalived.conf driving the table: the table served is the configured one
+/// with the real servers that are down taken out (or, with inhibit_on_failure, left in at weight 0),
+/// and the sorry server in their place while a service has lost its quorum.
+extension Director {
+    /// What the checkers of a configuration are, in the monitor's terms.
+    struct HealthSetup {
+        var services: [ServiceHealth] = []
+        var names: [HealthMonitor.ServiceNames] = []
+        var checkers: [HealthMonitor.Checker] = []
+        /// Checker kinds in the file that this build does not run yet (their real servers count as up).
+        var unsupported: Set<String> = []
+    }
+
+    static let second: Instant = 1_000_000_000
+
+    static func healthSetup(_ configuration: KeepalivedConfiguration, plan: TablePlan) -> HealthSetup {
+        var setup = HealthSetup()
+        for (si, service) in plan.services.enumerated() {
+            guard let d = service.definition else {
+                setup.services.append(ServiceHealth(servers: []))
+                setup.names.append(.init(service: "\(service.config.key)", servers: []))
+                continue
+            }
+            let vs = configuration.virtualServers[d]
+            let protocolName = service.config.key.isFwmark ? "fwm" : (vs.protocolName?.name.lowercased() ?? "tcp")
+            var servers: [ServiceHealth.Server] = []
+            var serverNames: [String] = []
+            for (ri, rs) in vs.realServers.enumerated() where ri < service.servers.count {
+                let configured = service.servers[ri]
+                var checkerCount = 0
+                for checker in rs.checkers {
+                    let kind: ProbeSpec.Kind
+                    switch checker.kind {
+                    case .tcp: kind = .tcp
+                    case .http:
+                        kind = .http(checker.urls.compactMap { u in
+                            u.path.map { HTTPExpectation(path: $0, statusCodes: u.statusCodes, digest: u.digest, virtualhost: u.virtualhost) }
+                        }, virtualhost: checker.virtualhost ?? rs.virtualhost ?? vs.virtualhost)
+                    default:
+                        setup.unsupported.insert(checker.kind.rawValue)
+                        continue
+                    }
+                    let c = checker.connection
+                    let delayLoop = Instant(c.delayLoop ?? rs.delayLoop ?? vs.delayLoop ?? 60_000_000) * 1000
+                    let timing = CheckTiming(
+                        delayLoop: delayLoop,
+                        retry: c.retry ?? rs.retry ?? vs.retry ?? 1,
+                        delayBeforeRetry: Instant(c.delayBeforeRetry ?? rs.delayBeforeRetry ?? vs.delayBeforeRetry
+                                                  ?? (checker.kind == .http ? 3_000_000 : 1_000_000)) * 1000,
+                        warmup: c.warmup.map { Instant($0) * 1000 } ?? rs.warmup.map { Instant($0) * 1000 } ?? vs.warmup.map { Instant($0) * 1000 } ?? delayLoop,
+                        timeout: Instant(c.connectTimeout ?? rs.connectTimeout ?? vs.connectTimeout ?? 5_000_000) * 1000)
+                    let target = Endpoint(c.connectIP ?? rs.address, c.connectPort ?? (configured.endpoint.port == 0 ? service.config.key.port : configured.endpoint.port))
+                    let spec = ProbeSpec(kind: kind, target: target, bindTo: c.bindTo, bindPort: c.bindPort)
+                    setup.checkers.append(HealthMonitor.Checker(
+                        service: si, server: servers.count, index: checkerCount, spec: spec, timing: timing,
+                        alpha: c.alpha ?? rs.alpha ?? vs.alpha,
+                        identity: "\(service.config.key)|\(configured.endpoint)|\(checkerCount)|\(spec)",
+                        label: checker.kind == .tcp ? "TCP" : "HTTP"))
+                    checkerCount += 1
+                }
+                servers.append(ServiceHealth.Server(weight: configured.weight, inhibitOnFailure: rs.inhibitOnFailure ?? vs.inhibitOnFailure,
+                                                    checkerCount: checkerCount, alpha: false))
+                serverNames.append("[\(configured.endpoint.address)]:\(protocolName):\(configured.endpoint.port)")
+            }
+            setup.services.append(ServiceHealth(servers: servers, quorum: vs.quorum, hysteresis: vs.hysteresis))
+            let name: String
+            switch service.config.key {
+            case .address(_, let ip, let port): name = "[\(ip)]:\(protocolName):\(port)"
+            case .fwmark(let mark, _): name = "FWM \(mark)"
+            }
+            setup.names.append(.init(service: name, servers: serverNames))
+        }
+        return setup
+    }
+
+    /// The table to serve: the configured plan as the checkers see it.
+    static func effectivePlan(_ plan: TablePlan, health: [ServiceHealth]) -> TablePlan {
+        var effective = plan
+        for (si, service) in plan.services.enumerated() where si < health.count {
+            let h = health[si]
+            var servers: [RealServerConfig] = []
+            for (ri, server) in service.servers.enumerated() {
+                guard ri < h.servers.count else {
+                    servers.append(server)
+                    continue
+                }
+                var s = server
+                if h.servers[ri].isUp {
+                    s.weight = h.servers[ri].weight
+                } else if h.servers[ri].inhibitOnFailure {
+                    s.weight = 0
+                } else {
+                    continue
+                }
+                servers.append(s)
+            }
+            if !h.hasQuorum, let sorry = service.sorryServer {
+                // keepalived takes the live real servers out and serves the sorry server alone.
+                servers = [sorry]
+            }
+            effective.services[si].servers = servers
+        }
+        return effective
+    }
+}

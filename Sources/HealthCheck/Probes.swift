@@ -1,0 +1,208 @@
+import LVSCore
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What to probe and how: the part of a checker that the I/O needs.
+public struct ProbeSpec: Hashable, Sendable {
+    public enum Kind: Hashable, Sendable {
+        /// TCP_CHECK: the handshake completes.
+        case tcp
+        /// HTTP_GET: each url's status (and digest, when given) matches.
+        case http([HTTPExpectation], virtualhost: String?)
+    }
+
+    public var kind: Kind
+    public var target: Endpoint
+    public var bindTo: IPAddress?
+    public var bindPort: UInt16?
+
+    public init(kind: Kind, target: Endpoint, bindTo: IPAddress? = nil, bindPort: UInt16? = nil) {
+        self.kind = kind
+        self.target = target
+        self.bindTo = bindTo
+        self.bindPort = bindPort
+    }
+}
+
+public struct HTTPExpectation: Hashable, Sendable {
+    public var path: String
+    /// Accepted status codes; empty means 200-299.
+    public var statusCodes: [ClosedRange<UInt16>]
+    public var digest: String?
+    public var virtualhost: String?
+
+    public init(path: String, statusCodes: [ClosedRange<UInt16>] = [], digest: String? = nil, virtualhost: String? = nil) {
+        self.path = path
+        self.statusCodes = statusCodes
+        self.digest = digest
+        self.virtualhost = virtualhost
+    }
+
+    public func accepts(_ status: UInt16) -> Bool {
+        statusCodes.isEmpty ? (200...299).contains(status) : statusCodes.contains { $0.contains(status) }
+    }
+}
+
+/// Runs probes on an event loop, each bounded by its timeout (connect, request and answer in all).
+public enum Prober {
+    /// The most of a body HTTP_GET reads; a bigger answer fails the check (keepalived would read on).
+    public static let maximumBody = 1 << 20
+
+    public static func run(_ spec: ProbeSpec, timeout: Instant, on loop: EventLoop) -> EventLoopFuture<ProbeResult> {
+        guard loop.inEventLoop else { return loop.flatSubmit { run(spec, timeout: timeout, on: loop) } }
+        let outcome = loop.makePromise(of: ProbeResult.self)
+        // The probe and its deadline race; the first to finish answers (on the loop, so no lock).
+        let promise = loop.makePromise(of: ProbeResult.self)
+        let answered = NIOLoopBoundBox(false, eventLoop: loop)
+        let deadline = loop.scheduleTask(in: .nanoseconds(timeout)) {
+            guard !answered.value else { return }
+            answered.value = true
+            outcome.succeed(.failure("timeout"))
+        }
+        promise.futureResult.whenSuccess { result in
+            deadline.cancel()
+            guard !answered.value else { return }
+            answered.value = true
+            outcome.succeed(result)
+        }
+        let address: SocketAddress
+        do {
+            address = try SocketAddress(ipAddress: "\(spec.target.address)", port: Int(spec.target.port))
+        } catch {
+            promise.succeed(.failure("bad address \(spec.target)"))
+            return outcome.futureResult
+        }
+        var bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(.nanoseconds(timeout))
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+        if let bind = spec.bindTo, let local = try? SocketAddress(ipAddress: "\(bind)", port: Int(spec.bindPort ?? 0)) {
+            bootstrap = bootstrap.bind(to: local)
+        }
+        switch spec.kind {
+        case .tcp:
+            bootstrap.connect(to: address).whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    promise.succeed(.success)
+                    channel.close(promise: nil)
+                case .failure(let error):
+                    promise.succeed(.failure(Prober.describe(error)))
+                }
+            }
+        case .http(let urls, let virtualhost):
+            check(urls[...], virtualhost: virtualhost, address: address, target: spec.target, bootstrap: bootstrap, promise: promise)
+        }
+        return outcome.futureResult
+    }
+
+    /// The urls one after the other, each on its own connection (as keepalived does).
+    private static func check(_ urls: ArraySlice<HTTPExpectation>, virtualhost: String?, address: SocketAddress, target: Endpoint,
+                              bootstrap: ClientBootstrap, promise: EventLoopPromise<ProbeResult>) {
+        guard let url = urls.first else {
+            promise.succeed(.success)
+            return
+        }
+        let host = url.virtualhost ?? virtualhost ?? "\(target.address)"
+        let request = "GET \(url.path) HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: \(host)\r\n\r\n"
+        let answer = promise.futureResult.eventLoop.makePromise(of: HTTPAnswer.self)
+        bootstrap.channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(HTTPAnswerCollector(answer)) }
+        }.connect(to: address).whenComplete { result in
+            switch result {
+            case .failure(let error):
+                answer.fail(error)
+            case .success(let channel):
+                channel.writeAndFlush(ByteBuffer(string: request), promise: nil)
+                answer.futureResult.whenComplete { _ in channel.close(promise: nil) }
+            }
+        }
+        answer.futureResult.whenComplete { result in
+            switch result {
+            case .failure(let error):
+                promise.succeed(.failure(describe(error)))
+            case .success(let got):
+                guard let status = got.status else {
+                    promise.succeed(.failure("no HTTP status line"))
+                    return
+                }
+                guard url.accepts(status) else {
+                    promise.succeed(.failure("HTTP status code \(status)"))
+                    return
+                }
+                if let digest = url.digest {
+                    let actual = MD5.hex(got.body)
+                    guard actual == digest else {
+                        promise.succeed(.failure("MD5 digest error to [\(target.address)]:\(target.port) url \(url.path), result = \(actual), expected \(digest)"))
+                        return
+                    }
+                }
+                check(urls.dropFirst(), virtualhost: virtualhost, address: address, target: target, bootstrap: bootstrap, promise: promise)
+            }
+        }
+    }
+
+    static func describe(_ error: Error) -> String {
+        if let e = error as? NIOConnectionError, let first = e.connectionErrors.first { return describe(first.error) }
+        if let e = error as? IOError { return String(cString: strerror(e.errnoCode)) }
+        if error is ChannelError { return "\(error)" }
+        return "\(error)"
+    }
+}
+
+struct HTTPAnswer: Sendable {
+    var status: UInt16?
+    var body: [UInt8]
+}
+
+struct AnswerTooLarge: Error, CustomStringConvertible {
+    var description: String { "answer larger than \(Prober.maximumBody) bytes" }
+}
+
+/// Collects an HTTP/1.0 answer until the server closes: the status from the first line and the body
+/// after the blank line.
+final class HTTPAnswerCollector: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    private var bytes: [UInt8] = []
+    private let answer: EventLoopPromise<HTTPAnswer>
+
+    init(_ answer: EventLoopPromise<HTTPAnswer>) { self.answer = answer }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        bytes += buffer.readBytes(length: buffer.readableBytes) ?? []
+        if bytes.count > Prober.maximumBody + 16384 {
+            answer.fail(AnswerTooLarge())
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        answer.succeed(HTTPAnswerCollector.parse(bytes))
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        answer.fail(error)
+        context.close(promise: nil)
+    }
+
+    static func parse(_ bytes: [UInt8]) -> HTTPAnswer {
+        let separator: [UInt8] = [13, 10, 13, 10]
+        var headerEnd: Int?
+        if bytes.count >= 4 {
+            for i in 0...(bytes.count - 4) where bytes[i] == 13 && Array(bytes[i..<(i + 4)]) == separator {
+                headerEnd = i
+                break
+            }
+        }
+        let lineEnd = bytes.firstIndex(of: 13) ?? bytes.count
+        let statusLine = String(decoding: bytes[..<lineEnd], as: UTF8.self).split(separator: " ")
+        var status: UInt16?
+        if statusLine.count >= 2, statusLine[0].hasPrefix("HTTP/") { status = UInt16(statusLine[1]) }
+        let body = headerEnd.map { Array(bytes[($0 + 4)...]) } ?? []
+        return HTTPAnswer(status: status, body: body)
+    }
+}

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Health checks from keepalived.conf on loopback with the proxy engine (no privileges): a real
+# server killed during steady traffic leaves the pool within delay_loop + retry x delay_before_retry
+# (+ timeout) and no new connection goes to it; restarted, it rejoins. An HTTP_GET check takes out
+# a server answering 503; with every real server down, the sorry server takes over (quorum lost).
+# Bounded waits; only the processes started here are stopped, by PID.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bin=$(swift build --show-bin-path)
+work=$(mktemp -d)
+export LVSD_SOCKET=$work/lvsd.sock
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; [[ -f $work/err ]] && tail -25 "$work/err" >&2; exit 1; }
+
+# server PORT NAME STATUS: an HTTP/1.0 server answering every request with its name (and STATUS).
+server() {
+    python3 - "$1" "$2" "$3" <<'PY' &
+import socket, sys, threading
+port, name, status = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port)); s.listen(128)
+def handle(c):
+    try:
+        c.settimeout(5); data = b""
+        while b"\r\n\r\n" not in data and b"\n" not in data:
+            chunk = c.recv(4096)
+            if not chunk: break
+            data += chunk
+        body = (name + "\n").encode()
+        c.sendall(b"HTTP/1.0 " + status.encode() + b" X\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    except OSError: pass
+    finally: c.close()
+while True:
+    c, _ = s.accept(); threading.Thread(target=handle, args=(c,), daemon=True).start()
+PY
+    pids+=($!)
+    last=$!
+}
+wait_port() { for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+server 18381 rs1 200; rs1=$last
+server 18382 rs2 200; rs2=$last
+server 18389 sorry 200; sorry=$last
+for p in 18381 18382 18389; do wait_port $p || fail "real server $p did not start"; done
+
+cat >"$work/keepalived.conf" <<'CONF'
+virtual_server 127.0.0.1 18380 {
+    delay_loop 0.5
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    sorry_server 127.0.0.1 18389
+    real_server 127.0.0.1 18381 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 0.5
+            retry 1
+            delay_before_retry 0.2
+            warmup 0
+        }
+    }
+    real_server 127.0.0.1 18382 {
+        weight 1
+        HTTP_GET {
+            url {
+                path /health
+                status_code 200
+            }
+            connect_timeout 0.5
+            retry 1
+            delay_before_retry 0.2
+            warmup 0
+        }
+    }
+}
+CONF
+"$bin/lvsd" -t -f "$work/keepalived.conf" || fail "lvsd -t"
+"$bin/lvsd" -f "$work/keepalived.conf" >"$work/out" 2>"$work/err" &
+pids+=($!)
+for _ in $(seq 100); do grep -q "configuration applied" "$work/err" 2>/dev/null && break; sleep 0.1; done
+
+# get N: N requests through the VIP, each on a new connection; prints the sorted names (or ERR).
+get() {
+    python3 - "$1" <<'PY'
+import socket, sys
+names = []
+for _ in range(int(sys.argv[1])):
+    try:
+        s = socket.create_connection(("127.0.0.1", 18380), timeout=3)
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n"); data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk: break
+            data += chunk
+        names.append(data.split(b"\r\n\r\n", 1)[1].decode().strip() if b"\r\n\r\n" in data else "ERR")
+        s.close()
+    except OSError:
+        names.append("ERR")
+print(" ".join(sorted(names)))
+PY
+}
+servers() { "$bin/ipvsadm" -Ln | awk '/->/ && $2 ~ /^[0-9]/ {print $2}' | sort | tr '\n' ' '; }
+wait_for() { # condition-command, seconds
+    local deadline=$((SECONDS + $2))
+    while ((SECONDS < deadline)); do eval "$1" && return 0; sleep 0.1; done
+    return 1
+}
+[[ $(get 4) == "rs1 rs1 rs2 rs2" ]] || fail "both real servers serve at start"
+
+# Kill rs1: it must leave within delay_loop 0.5 + retry 1 x 0.2 + timeout 0.5 (+ slack).
+kill "$rs1"; start=$SECONDS
+wait_for '[[ $(servers) == "127.0.0.1:18382 " ]]' 5 || fail "rs1 still in the pool: $(servers)"
+grep -q "TCP connection to \[127.0.0.1\]:tcp:18381 failed." "$work/err" || fail "no keepalived-style log line for the failure"
+grep -q "Removing service \[127.0.0.1\]:tcp:18381 from VS \[127.0.0.1\]:tcp:18380" "$work/err" || fail "no removal log line"
+[[ $(get 4) == "rs2 rs2 rs2 rs2" ]] || fail "new connections after rs1 left"
+
+# Restart rs1: it rejoins.
+server 18381 rs1 200; rs1=$last
+wait_for '[[ $(servers) == "127.0.0.1:18381 127.0.0.1:18382 " ]]' 5 || fail "rs1 did not rejoin: $(servers)"
+[[ $(get 4) == "rs1 rs1 rs2 rs2" ]] || fail "rs1 serves again"
+
+# rs2 answers 503: the HTTP_GET check takes it out.
+kill "$rs2"; sleep 0.2
+server 18382 rs2 503; rs2=$last
+wait_for '[[ $(servers) == "127.0.0.1:18381 " ]]' 5 || fail "503 server still in the pool: $(servers)"
+
+# Both down: quorum is lost and the sorry server serves alone.
+kill "$rs1"
+wait_for '[[ $(servers) == "127.0.0.1:18389 " ]]' 5 || fail "sorry server did not take over: $(servers)"
+[[ $(get 2) == "sorry sorry" ]] || fail "sorry server answers"
+grep -q "Lost quorum" "$work/err" || fail "no quorum log line"
+
+# rs1 back: quorum regained, the sorry server goes.
+server 18381 rs1 200; rs1=$last
+wait_for '[[ $(servers) == "127.0.0.1:18381 " ]]' 5 || fail "quorum not regained: $(servers)"
+echo "lvsd-health: ok"
