@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "LVSCore", targets: ["LVSCore"]),
         .executable(name: "lvsd", targets: ["lvsd"]),
         .executable(name: "ipvsadm", targets: ["ipvsadm"]),
+        .executable(name: "genhash", targets: ["genhash"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
@@ -45,6 +46,8 @@ let package = Package(
         ),
         .executableTarget(name: "lvsd", dependencies: ["Director", "LVSProxyEngine", "KeepalivedConfig", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "ipvsadm", dependencies: ["ControlAPI"]),
+        .executableTarget(name: "genhash", dependencies: ["HealthCheck", "LVSCore", .product(name: "NIOCore", package: "swift-nio"),
+                                                          .product(name: "NIOPosix", package: "swift-nio")]),
 
         .executableTarget(
             name: "LVSCoreBenchmark",

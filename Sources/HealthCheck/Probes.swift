@@ -99,6 +99,38 @@ public enum Prober {
         return outcome.futureResult
     }
 
+    /// keepalived's Host header: the virtualhost, else the address with `:port` unless it is 80.
+    public static func hostHeader(_ target: Endpoint, virtualhost: String?) -> String {
+        if let virtualhost { return virtualhost }
+        let address = target.address.isV6 ? "[\(target.address)]" : "\(target.address)"
+        return target.port == 80 ? address : "\(address):\(target.port)"
+    }
+
+    /// An HTTP/1.0 GET as keepalived's checker and genhash send it; the answer's header and body.
+    public static func fetch(_ target: Endpoint, path: String, virtualhost: String?, timeout: Instant, on loop: EventLoop)
+        -> EventLoopFuture<(header: [UInt8], body: [UInt8])> {
+        guard loop.inEventLoop else { return loop.flatSubmit { fetch(target, path: path, virtualhost: virtualhost, timeout: timeout, on: loop) } }
+        let answer = loop.makePromise(of: HTTPAnswer.self)
+        let deadline = loop.scheduleTask(in: .nanoseconds(timeout)) { answer.fail(ChannelError.connectTimeout(.nanoseconds(timeout))) }
+        answer.futureResult.whenComplete { _ in deadline.cancel() }
+        guard let address = try? SocketAddress(ipAddress: "\(target.address)", port: Int(target.port)) else {
+            answer.fail(ChannelError.badInterfaceAddressFamily)
+            return answer.futureResult.map { ($0.header, $0.body) }
+        }
+        let request = "GET \(path) HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: \(hostHeader(target, virtualhost: virtualhost))\r\n\r\n"
+        ClientBootstrap(group: loop).connectTimeout(.nanoseconds(timeout)).channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(HTTPAnswerCollector(answer)) }
+        }.connect(to: address).whenComplete { result in
+            switch result {
+            case .failure(let error): answer.fail(error)
+            case .success(let channel):
+                channel.writeAndFlush(ByteBuffer(string: request), promise: nil)
+                answer.futureResult.whenComplete { _ in channel.close(promise: nil) }
+            }
+        }
+        return answer.futureResult.map { ($0.header, $0.body) }
+    }
+
     /// The urls one after the other, each on its own connection (as keepalived does).
     private static func check(_ urls: ArraySlice<HTTPExpectation>, virtualhost: String?, address: SocketAddress, target: Endpoint,
                               bootstrap: ClientBootstrap, promise: EventLoopPromise<ProbeResult>) {
@@ -106,8 +138,7 @@ public enum Prober {
             promise.succeed(.success)
             return
         }
-        let host = url.virtualhost ?? virtualhost ?? "\(target.address)"
-        let request = "GET \(url.path) HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: \(host)\r\n\r\n"
+        let request = "GET \(url.path) HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: \(hostHeader(target, virtualhost: url.virtualhost ?? virtualhost))\r\n\r\n"
         let answer = promise.futureResult.eventLoop.makePromise(of: HTTPAnswer.self)
         bootstrap.channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(HTTPAnswerCollector(answer)) }
@@ -155,6 +186,7 @@ public enum Prober {
 
 struct HTTPAnswer: Sendable {
     var status: UInt16?
+    var header: [UInt8] = []
     var body: [UInt8]
 }
 
@@ -203,6 +235,7 @@ final class HTTPAnswerCollector: ChannelInboundHandler {
         var status: UInt16?
         if statusLine.count >= 2, statusLine[0].hasPrefix("HTTP/") { status = UInt16(statusLine[1]) }
         let body = headerEnd.map { Array(bytes[($0 + 4)...]) } ?? []
-        return HTTPAnswer(status: status, body: body)
+        let header = headerEnd.map { Array(bytes[..<($0 + 4)]) } ?? bytes
+        return HTTPAnswer(status: status, header: header, body: body)
     }
 }
