@@ -55,6 +55,9 @@ let package = Package(
             path: "Benchmarks/LVSCoreBenchmark"
         ),
         .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
+        .executableTarget(name: "HealthCheckBenchmark", dependencies: ["HealthCheck", "LVSCore", .product(name: "NIOPosix", package: "swift-nio"),
+                                                                       .product(name: "Logging", package: "swift-log")],
+                          path: "Benchmarks/HealthCheckBenchmark"),
         .executableTarget(name: "ConfigReloadBenchmark", dependencies: ["KeepalivedConfig", "LVSCore"], path: "Benchmarks/ConfigReloadBenchmark"),
 
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "LVSCore"]),

@@ -94,8 +94,10 @@ extension Director {
                 self.logger.warning("\(kind) is not run by this build yet: its real servers count as up")
             }
             let now = Instant(NIODeadline.now().uptimeNanoseconds)
-            return self.monitor.start(services: setup.services, names: setup.names, checkers: setup.checkers, now: now) { [weak self] _, _ in
+            let scripts = (setup.notify, setup.quorumScripts)
+            return self.monitor.start(services: setup.services, names: setup.names, checkers: setup.checkers, now: now) { [weak self] service, actions in
                 self?.healthChanged()
+                self?.runScripts(for: actions, of: service, notify: scripts.0, quorum: scripts.1)
             }.flatMap { health in
                 let previous = (self.configuredPlan, self.health)
                 self.configuredPlan = plan
@@ -103,6 +105,27 @@ extension Director {
                 return self.apply(Director.effectivePlan(plan, health: health)).map { outcome in
                     if !outcome.applied { (self.configuredPlan, self.health) = previous }
                     return outcome
+                }
+            }
+        }
+    }
+
+    /// notify_up / notify_down / quorum_up / quorum_down for what just changed (without a shell,
+    /// with a timeout; what they print is not kept).
+    func runScripts(for actions: [ServiceHealth.Action], of service: Int, notify: [[(up: [String]?, down: [String]?)]],
+                    quorum: [(up: [String]?, down: [String]?)]) {
+        for action in actions {
+            var argv: [String]?
+            switch action {
+            case .serve(let s, _): argv = service < notify.count && s < notify[service].count ? notify[service][s].up : nil
+            case .withdraw(let s, _): argv = service < notify.count && s < notify[service].count ? notify[service][s].down : nil
+            case .quorumRegained: argv = service < quorum.count ? quorum[service].up : nil
+            case .quorumLost: argv = service < quorum.count ? quorum[service].down : nil
+            }
+            guard let argv else { continue }
+            ScriptRunner.run(argv, timeout: Director.notifyTimeout, on: loop).whenSuccess { outcome in
+                if outcome != .exited(0) {
+                    self.logger.warning("script \(argv.joined(separator: " ")) ended with \(outcome)")
                 }
             }
         }

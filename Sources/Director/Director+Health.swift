@@ -14,7 +14,13 @@ extension Director {
         var checkers: [HealthMonitor.Checker] = []
         /// Checker kinds in the file that this build does not run yet (their real servers count as up).
         var unsupported: Set<String> = []
+        /// notify_up / notify_down per real server, quorum_up / quorum_down per service (argv).
+        var notify: [[(up: [String]?, down: [String]?)]] = []
+        var quorumScripts: [(up: [String]?, down: [String]?)] = []
     }
+
+    /// How long a notify or quorum script may run before it is killed.
+    static let notifyTimeout: Instant = 60 * second
 
     static let second: Instant = 1_000_000_000
 
@@ -24,6 +30,8 @@ extension Director {
             guard let d = service.definition else {
                 setup.services.append(ServiceHealth(servers: []))
                 setup.names.append(.init(service: "\(service.config.key)", servers: []))
+                setup.notify.append([])
+                setup.quorumScripts.append((nil, nil))
                 continue
             }
             let vs = configuration.virtualServers[d]
@@ -41,26 +49,31 @@ extension Director {
                         kind = .http(checker.urls.compactMap { u in
                             u.path.map { HTTPExpectation(path: $0, statusCodes: u.statusCodes, digest: u.digest, virtualhost: u.virtualhost) }
                         }, virtualhost: checker.virtualhost ?? rs.virtualhost ?? vs.virtualhost)
+                    case .misc:
+                        guard let argv = checker.miscPath?.argv, !argv.isEmpty else { continue }
+                        kind = .misc(argv: argv, dynamic: checker.miscDynamic)
                     default:
                         setup.unsupported.insert(checker.kind.rawValue)
                         continue
                     }
                     let c = checker.connection
                     let delayLoop = Instant(c.delayLoop ?? rs.delayLoop ?? vs.delayLoop ?? 60_000_000) * 1000
+                    // MISC_CHECK: misc_timeout (unset or 0: the delay loop), retry 0 by default.
+                    let miscTimeout = checker.miscTimeout.flatMap { $0 == 0 ? nil : Instant($0) * Director.second } ?? delayLoop
                     let timing = CheckTiming(
                         delayLoop: delayLoop,
-                        retry: c.retry ?? rs.retry ?? vs.retry ?? 1,
+                        retry: c.retry ?? rs.retry ?? vs.retry ?? (checker.kind == .misc ? 0 : 1),
                         delayBeforeRetry: Instant(c.delayBeforeRetry ?? rs.delayBeforeRetry ?? vs.delayBeforeRetry
                                                   ?? (checker.kind == .http ? 3_000_000 : 1_000_000)) * 1000,
                         warmup: c.warmup.map { Instant($0) * 1000 } ?? rs.warmup.map { Instant($0) * 1000 } ?? vs.warmup.map { Instant($0) * 1000 } ?? delayLoop,
-                        timeout: Instant(c.connectTimeout ?? rs.connectTimeout ?? vs.connectTimeout ?? 5_000_000) * 1000)
+                        timeout: checker.kind == .misc ? miscTimeout : Instant(c.connectTimeout ?? rs.connectTimeout ?? vs.connectTimeout ?? 5_000_000) * 1000)
                     let target = Endpoint(c.connectIP ?? rs.address, c.connectPort ?? (configured.endpoint.port == 0 ? service.config.key.port : configured.endpoint.port))
                     let spec = ProbeSpec(kind: kind, target: target, bindTo: c.bindTo, bindPort: c.bindPort)
                     setup.checkers.append(HealthMonitor.Checker(
                         service: si, server: servers.count, index: checkerCount, spec: spec, timing: timing,
                         alpha: c.alpha ?? rs.alpha ?? vs.alpha,
                         identity: "\(service.config.key)|\(configured.endpoint)|\(checkerCount)|\(spec)",
-                        label: checker.kind == .tcp ? "TCP" : "HTTP"))
+                        label: checker.kind == .tcp ? "TCP" : checker.kind == .http ? "HTTP" : "Misc"))
                     checkerCount += 1
                 }
                 servers.append(ServiceHealth.Server(weight: configured.weight, inhibitOnFailure: rs.inhibitOnFailure ?? vs.inhibitOnFailure,
@@ -68,6 +81,8 @@ extension Director {
                 serverNames.append("[\(configured.endpoint.address)]:\(protocolName):\(configured.endpoint.port)")
             }
             setup.services.append(ServiceHealth(servers: servers, quorum: vs.quorum, hysteresis: vs.hysteresis))
+            setup.notify.append(vs.realServers.prefix(servers.count).map { ($0.notifyUp?.argv, $0.notifyDown?.argv) })
+            setup.quorumScripts.append((vs.quorumUp?.argv, vs.quorumDown?.argv))
             let name: String
             switch service.config.key {
             case .address(_, let ip, let port): name = "[\(ip)]:\(protocolName):\(port)"

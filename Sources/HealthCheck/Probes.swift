@@ -13,6 +13,9 @@ public struct ProbeSpec: Hashable, Sendable {
         case tcp
         /// HTTP_GET: each url's status (and digest, when given) matches.
         case http([HTTPExpectation], virtualhost: String?)
+        /// MISC_CHECK: the program exits 0 (with `dynamic`, 2...255 is also a success, with weight
+        /// code - 2); `timeout` is misc_timeout.
+        case misc(argv: [String], dynamic: Bool)
     }
 
     public var kind: Kind
@@ -83,6 +86,18 @@ public enum Prober {
             bootstrap = bootstrap.bind(to: local)
         }
         switch spec.kind {
+        case .misc(let argv, let dynamic):
+            ScriptRunner.run(argv, timeout: timeout, on: loop).whenSuccess { outcome in
+                switch outcome {
+                case .exited(0): promise.succeed(.success)
+                case .exited(let code) where dynamic && code >= 2: promise.succeed(.successWithWeight(code - 2))
+                case .exited(let code): promise.succeed(.failure("exited with status \(code)"))
+                case .signalled(let signal): promise.succeed(.failure("killed by signal \(signal)"))
+                case .timedOut: promise.succeed(.failure("timed out"))
+                case .failedToStart(let why): promise.succeed(.failure("cannot run \(argv[0]): \(why)"))
+                }
+            }
+            return outcome.futureResult
         case .tcp:
             bootstrap.connect(to: address).whenComplete { result in
                 switch result {

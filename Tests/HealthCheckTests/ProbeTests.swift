@@ -63,3 +63,32 @@ import Testing
         #expect(try !probe(.http([HTTPExpectation(path: "/")], virtualhost: nil), hugeTarget, timeout: 3_000_000_000).succeeded)
     }
 }
+
+/// MISC_CHECK and the notify scripts: no shell, bounded in time, output thrown away.
+@Suite struct ScriptTests {
+    func misc(_ script: String, dynamic: Bool = false, timeout: Instant = 2_000_000_000) throws -> ProbeResult {
+        try Prober.run(ProbeSpec(kind: .misc(argv: ["/bin/sh", "-c", script], dynamic: dynamic), target: Endpoint(IPAddress("127.0.0.1")!, 1)),
+                       timeout: timeout, on: ProbeTests.group.next()).wait()
+    }
+
+    @Test func exitCodesAndDynamicWeights() throws {
+        #expect(try misc("exit 0") == .success)
+        #expect(try misc("exit 1") == .failure("exited with status 1"))
+        #expect(try misc("exit 7") == .failure("exited with status 7"))
+        #expect(try misc("exit 7", dynamic: true) == .successWithWeight(5))
+        #expect(try misc("exit 1", dynamic: true) == .failure("exited with status 1"))
+    }
+
+    @Test func hangingAndFloodingScriptsEndWithinTheirTimeout() throws {
+        #expect(try !misc("sleep 30", timeout: 300_000_000).succeeded)
+        #expect(try misc("yes | head -c 50000000; exit 0") == .success)
+        let missing = try Prober.run(ProbeSpec(kind: .misc(argv: ["/nonexistent/check"], dynamic: false), target: Endpoint(IPAddress("127.0.0.1")!, 1)),
+                                     timeout: 1_000_000_000, on: ProbeTests.group.next()).wait()
+        #expect(!missing.succeeded)
+    }
+
+    @Test func argumentsAreNotInterpretedByAShell() throws {
+        let outcome = try ScriptRunner.run(["/bin/test", "a b", "=", "a b"], timeout: 1_000_000_000, on: ProbeTests.group.next()).wait()
+        #expect(outcome == .exited(0))
+    }
+}

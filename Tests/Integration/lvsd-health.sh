@@ -76,6 +76,25 @@ virtual_server 127.0.0.1 18380 {
     }
 }
 CONF
+# A second service whose real server is judged by a MISC_CHECK script, with notify scripts.
+touch "$work/rs3-healthy"
+cat >>"$work/keepalived.conf" <<CONF
+virtual_server 127.0.0.1 18390 {
+    delay_loop 0.3
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 127.0.0.1 18381 {
+        notify_down "/usr/bin/touch $work/rs3-notified-down"
+        notify_up "/usr/bin/touch $work/rs3-notified-up"
+        MISC_CHECK {
+            misc_path "/usr/bin/test -e $work/rs3-healthy"
+            misc_timeout 2
+            warmup 0
+        }
+    }
+}
+CONF
 "$bin/lvsd" -t -f "$work/keepalived.conf" || fail "lvsd -t"
 "$bin/lvsd" -f "$work/keepalived.conf" >"$work/out" 2>"$work/err" &
 pids+=($!)
@@ -101,7 +120,7 @@ for _ in range(int(sys.argv[1])):
 print(" ".join(sorted(names)))
 PY
 }
-servers() { "$bin/ipvsadm" -Ln | awk '/->/ && $2 ~ /^[0-9]/ {print $2}' | sort | tr '\n' ' '; }
+servers() { "$bin/ipvsadm" -Ln -t 127.0.0.1:18380 | awk '/->/ && $2 ~ /^[0-9]/ {print $2}' | sort | tr '\n' ' '; }
 wait_for() { # condition-command, seconds
     local deadline=$((SECONDS + $2))
     while ((SECONDS < deadline)); do eval "$1" && return 0; sleep 0.1; done
@@ -135,4 +154,14 @@ grep -q "Lost quorum" "$work/err" || fail "no quorum log line"
 # rs1 back: quorum regained, the sorry server goes.
 server 18381 rs1 200; rs1=$last
 wait_for '[[ $(servers) == "127.0.0.1:18381 " ]]' 5 || fail "quorum not regained: $(servers)"
+# The MISC_CHECK service: the script fails, the server leaves and notify_down runs; it passes again,
+# the server rejoins and notify_up runs.
+misc_servers() { "$bin/ipvsadm" -Ln -t 127.0.0.1:18390 | awk '/->/ && $2 ~ /^[0-9]/ {print $2}' | tr '\n' ' '; }
+[[ $(misc_servers) == "127.0.0.1:18381 " ]] || fail "MISC_CHECK server at start: $(misc_servers)"
+rm "$work/rs3-healthy"
+wait_for '[[ -z $(misc_servers) ]]' 5 || fail "MISC_CHECK failure did not take the server out: $(misc_servers)"
+wait_for '[[ -e $work/rs3-notified-down ]]' 5 || fail "notify_down did not run"
+touch "$work/rs3-healthy"
+wait_for '[[ $(misc_servers) == "127.0.0.1:18381 " ]]' 5 || fail "MISC_CHECK server did not rejoin"
+wait_for '[[ -e $work/rs3-notified-up ]]' 5 || fail "notify_up did not run"
 echo "lvsd-health: ok"
