@@ -52,6 +52,14 @@ extension Director {
                     case .misc:
                         guard let argv = checker.miscPath?.argv, !argv.isEmpty else { continue }
                         kind = .misc(argv: argv, dynamic: checker.miscDynamic)
+                    case .smtp:
+                        kind = .smtp(heloName: checker.heloName ?? "smtpchecker.keepalived.org")
+                    case .udp:
+                        kind = .udp(payload: checker.payload ?? [], reply: checker.requireReply.map {
+                            Prober.ReplyPattern(hex: $0, minimumLength: Int(checker.minReplyLength ?? 0), maximumLength: Int(checker.maxReplyLength ?? 255))
+                        })
+                    case .dns:
+                        kind = .dns(name: checker.dnsName ?? "", type: checker.dnsType ?? "SOA")
                     default:
                         setup.unsupported.insert(checker.kind.rawValue)
                         continue
@@ -62,9 +70,10 @@ extension Director {
                     let miscTimeout = checker.miscTimeout.flatMap { $0 == 0 ? nil : Instant($0) * Director.second } ?? delayLoop
                     let timing = CheckTiming(
                         delayLoop: delayLoop,
-                        retry: c.retry ?? rs.retry ?? vs.retry ?? (checker.kind == .misc ? 0 : 1),
-                        delayBeforeRetry: Instant(c.delayBeforeRetry ?? rs.delayBeforeRetry ?? vs.delayBeforeRetry
-                                                  ?? (checker.kind == .http ? 3_000_000 : 1_000_000)) * 1000,
+                        retry: c.retry ?? rs.retry ?? vs.retry ?? (checker.kind == .misc ? 0 : checker.kind == .dns ? 3 : 1),
+                        delayBeforeRetry: c.delayBeforeRetry.map { Instant($0) * 1000 } ?? rs.delayBeforeRetry.map { Instant($0) * 1000 }
+                            ?? vs.delayBeforeRetry.map { Instant($0) * 1000 }
+                            ?? (checker.kind == .http ? 3 * Director.second : checker.kind == .dns ? delayLoop : Director.second),
                         warmup: c.warmup.map { Instant($0) * 1000 } ?? rs.warmup.map { Instant($0) * 1000 } ?? vs.warmup.map { Instant($0) * 1000 } ?? delayLoop,
                         timeout: checker.kind == .misc ? miscTimeout : Instant(c.connectTimeout ?? rs.connectTimeout ?? vs.connectTimeout ?? 5_000_000) * 1000)
                     let target = Endpoint(c.connectIP ?? rs.address, c.connectPort ?? (configured.endpoint.port == 0 ? service.config.key.port : configured.endpoint.port))
@@ -73,7 +82,7 @@ extension Director {
                         service: si, server: servers.count, index: checkerCount, spec: spec, timing: timing,
                         alpha: c.alpha ?? rs.alpha ?? vs.alpha,
                         identity: "\(service.config.key)|\(configured.endpoint)|\(checkerCount)|\(spec)",
-                        label: checker.kind == .tcp ? "TCP" : checker.kind == .http ? "HTTP" : "Misc"))
+                        label: Director.label(checker.kind)))
                     checkerCount += 1
                 }
                 servers.append(ServiceHealth.Server(weight: configured.weight, inhibitOnFailure: rs.inhibitOnFailure ?? vs.inhibitOnFailure,
@@ -91,6 +100,22 @@ extension Director {
             setup.names.append(.init(service: name, servers: serverNames))
         }
         return setup
+    }
+
+    /// keepalived's name for a checker in its log lines.
+    static func label(_ kind: CheckerDefinition.Kind) -> String {
+        switch kind {
+        case .tcp: return "TCP"
+        case .http: return "HTTP"
+        case .ssl: return "SSL"
+        case .smtp: return "SMTP"
+        case .misc: return "Misc"
+        case .dns: return "DNS"
+        case .udp: return "UDP"
+        case .ping: return "PING"
+        case .file: return "FILE"
+        case .bfd: return "BFD"
+        }
     }
 
     /// The table to serve: the configured plan as the checkers see it.

@@ -16,6 +16,13 @@ public struct ProbeSpec: Hashable, Sendable {
         /// MISC_CHECK: the program exits 0 (with `dynamic`, 2...255 is also a success, with weight
         /// code - 2); `timeout` is misc_timeout.
         case misc(argv: [String], dynamic: Bool)
+        /// SMTP_CHECK: a 220 banner, then HELO answered with 250.
+        case smtp(heloName: String)
+        /// UDP_CHECK: the payload is sent; with a reply pattern the answer must match it, without
+        /// one, silence until the timeout is a success and only an ICMP error fails.
+        case udp(payload: [UInt8], reply: Prober.ReplyPattern?)
+        /// DNS_CHECK: a query for name and type answered with rcode 0.
+        case dns(name: String, type: String)
     }
 
     public var kind: Kind
@@ -61,10 +68,13 @@ public enum Prober {
         // The probe and its deadline race; the first to finish answers (on the loop, so no lock).
         let promise = loop.makePromise(of: ProbeResult.self)
         let answered = NIOLoopBoundBox(false, eventLoop: loop)
+        var silenceIsSuccess = false
+        if case .udp(_, nil) = spec.kind { silenceIsSuccess = true }
+        let onDeadline: ProbeResult = silenceIsSuccess ? .success : .failure("timeout")
         let deadline = loop.scheduleTask(in: .nanoseconds(timeout)) {
             guard !answered.value else { return }
             answered.value = true
-            outcome.succeed(.failure("timeout"))
+            outcome.succeed(onDeadline)
         }
         promise.futureResult.whenSuccess { result in
             deadline.cancel()
@@ -86,6 +96,26 @@ public enum Prober {
             bootstrap = bootstrap.bind(to: local)
         }
         switch spec.kind {
+        case .smtp(let heloName):
+            bootstrap.channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(SMTPDialogue(promise: promise, heloName: heloName)) }
+            }.connect(to: address).whenComplete { result in
+                switch result {
+                case .failure(let error): promise.succeed(.failure(Prober.describe(error)))
+                case .success(let channel): outcome.futureResult.whenComplete { _ in channel.close(promise: nil) }
+                }
+            }
+        case .udp(let payload, let reply):
+            exchange(payload, with: address, on: loop, promise: promise, until: outcome.futureResult) { answer in
+                guard let reply else { return .success }
+                return reply.matches(answer) ? .success : .failure("UDP check reply data mismatch")
+            }
+        case .dns(let name, let type):
+            let id = UInt16.random(in: 1...UInt16.max)
+            exchange(Prober.dnsQuery(id: id, name: name, type: type), with: address, on: loop, promise: promise,
+                     until: outcome.futureResult) { answer in
+                Prober.dnsVerdict(answer, id: id)
+            }
         case .misc(let argv, let dynamic):
             ScriptRunner.run(argv, timeout: timeout, on: loop).whenSuccess { outcome in
                 switch outcome {

@@ -92,3 +92,88 @@ import Testing
         #expect(outcome == .exited(0))
     }
 }
+
+/// UDP_CHECK, DNS_CHECK and SMTP_CHECK against real peers on loopback.
+@Suite struct DatagramAndSMTPTests {
+    final class Echo: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = AddressedEnvelope<ByteBuffer>
+        typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+        let answer: @Sendable ([UInt8]) -> [UInt8]?
+        init(_ answer: @escaping @Sendable ([UInt8]) -> [UInt8]?) { self.answer = answer }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var envelope = unwrapInboundIn(data)
+            let bytes = envelope.data.readBytes(length: envelope.data.readableBytes) ?? []
+            guard let reply = answer(bytes) else { return }
+            context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: ByteBuffer(bytes: reply))), promise: nil)
+        }
+    }
+
+    func udpServer(_ answer: @escaping @Sendable ([UInt8]) -> [UInt8]?) throws -> (Channel, Endpoint) {
+        let channel = try DatagramBootstrap(group: ProbeTests.group).channelInitializer { $0.pipeline.addHandler(Echo(answer)) }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        return (channel, Endpoint(IPAddress("127.0.0.1")!, UInt16(channel.localAddress!.port!)))
+    }
+
+    func probe(_ kind: ProbeSpec.Kind, _ target: Endpoint, timeout: Instant = 500_000_000) throws -> ProbeResult {
+        try Prober.run(ProbeSpec(kind: kind, target: target), timeout: timeout, on: ProbeTests.group.next()).wait()
+    }
+
+    @Test func udpReplyPatternsAndSilence() throws {
+        let (echo, target) = try udpServer { $0 }
+        defer { _ = echo.close() }
+        #expect(try probe(.udp(payload: [0xAB, 0xCD], reply: Prober.ReplyPattern(hex: "abxd")), target) == .success)
+        #expect(try !probe(.udp(payload: [0xAB, 0xCD], reply: Prober.ReplyPattern(hex: "ffff")), target).succeeded)
+        let (mute, muteTarget) = try udpServer { _ in nil }
+        defer { _ = mute.close() }
+        #expect(try probe(.udp(payload: [1], reply: nil), muteTarget, timeout: 200_000_000) == .success)
+        #expect(try !probe(.udp(payload: [1], reply: Prober.ReplyPattern(hex: "")), muteTarget, timeout: 200_000_000).succeeded)
+    }
+
+    @Test func udpToAClosedPortFails() throws {
+        let (gone, target) = try udpServer { $0 }
+        try gone.close().wait()
+        #expect(try !probe(.udp(payload: [1], reply: nil), target).succeeded)
+    }
+
+    @Test func dnsAnswersAreJudgedByIdAndRcode() throws {
+        let (ok, okTarget) = try udpServer { q in var r = q; r[2] |= 0x80; return r }
+        defer { _ = ok.close() }
+        #expect(try probe(.dns(name: "example.com", type: "A"), okTarget) == .success)
+        let (refused, refusedTarget) = try udpServer { q in var r = q; r[2] |= 0x80; r[3] = 5; return r }
+        defer { _ = refused.close() }
+        #expect(try probe(.dns(name: "example.com", type: "A"), refusedTarget) == .failure("read error occurred. (rcode = 5)"))
+        #expect(Prober.dnsQuery(id: 0x1234, name: "a.bc", type: "MX") == [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 97, 2, 98, 99, 0, 0, 15, 0, 1])
+    }
+
+    /// Speaks first (the banner), then answers each line it reads.
+    final class SMTPServer: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        let banner: String, answer: String
+        init(banner: String, answer: String) { self.banner = banner; self.answer = answer }
+        func channelActive(context: ChannelHandlerContext) {
+            context.writeAndFlush(NIOAny(ByteBuffer(string: banner)), promise: nil)
+        }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            context.writeAndFlush(NIOAny(ByteBuffer(string: answer)), promise: nil)
+        }
+    }
+
+    func smtpServer(banner: String, answer: String) throws -> (Channel, Endpoint) {
+        let channel = try ServerBootstrap(group: ProbeTests.group)
+            .childChannelInitializer { $0.pipeline.addHandler(SMTPServer(banner: banner, answer: answer)) }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        return (channel, Endpoint(IPAddress("127.0.0.1")!, UInt16(channel.localAddress!.port!)))
+    }
+
+    @Test func smtpDialogue() throws {
+        let (good, goodTarget) = try smtpServer(banner: "220-mail ESMTP\r\n220 ready\r\n", answer: "250 hello\r\n")
+        defer { _ = good.close() }
+        #expect(try probe(.smtp(heloName: "lb"), goodTarget) == .success)
+        let (busy, busyTarget) = try smtpServer(banner: "421 busy\r\n", answer: "")
+        defer { _ = busy.close() }
+        #expect(try probe(.smtp(heloName: "lb"), busyTarget) == .failure("SMTP banner 421"))
+        let (rude, rudeTarget) = try smtpServer(banner: "220 ok\r\n", answer: "550 no\r\n")
+        defer { _ = rude.close() }
+        #expect(try probe(.smtp(heloName: "lb"), rudeTarget) == .failure("SMTP HELO answered 550"))
+    }
+}
