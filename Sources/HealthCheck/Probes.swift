@@ -23,6 +23,10 @@ public struct ProbeSpec: Hashable, Sendable {
         case udp(payload: [UInt8], reply: Prober.ReplyPattern?)
         /// DNS_CHECK: a query for name and type answered with rcode 0.
         case dns(name: String, type: String)
+        /// FILE_CHECK: the number in a track file. With weight 0, non-zero means down (`reverse`:
+        /// zero means down); otherwise the real server's weight becomes base + number x weight
+        /// (negated by `reverse`), and down at 0 or below.
+        case file(path: String, weight: Int32, reverse: Bool, baseWeight: Int32)
     }
 
     public var kind: Kind
@@ -96,6 +100,8 @@ public enum Prober {
             bootstrap = bootstrap.bind(to: local)
         }
         switch spec.kind {
+        case .file(let path, let weight, let reverse, let base):
+            promise.succeed(Prober.trackFile(path: path, weight: weight, reverse: reverse, base: base))
         case .smtp(let heloName):
             bootstrap.channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(SMTPDialogue(promise: promise, heloName: heloName)) }
@@ -142,6 +148,26 @@ public enum Prober {
             check(urls[...], virtualhost: virtualhost, address: address, target: spec.target, bootstrap: bootstrap, promise: promise)
         }
         return outcome.futureResult
+    }
+
+    /// FILE_CHECK's verdict on a track file's contents (a missing or unreadable file reads as 0, as
+    /// keepalived's does).
+    public static func trackFile(path: String, weight: Int32, reverse: Bool, base: Int32) -> ProbeResult {
+        var value: Int64 = 0
+        if let f = fopen(path, "r") {
+            var buffer = [CChar](repeating: 0, count: 64)
+            if fgets(&buffer, 64, f) != nil {
+                let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                value = Int64(text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).first ?? "") ?? 0
+            }
+            fclose(f)
+        }
+        if weight == 0 {
+            return (value != 0) != reverse ? .failure("track file \(path) is \(value)") : .success
+        }
+        let effective = Int64(base) + value * Int64(weight) * (reverse ? -1 : 1)
+        if effective <= 0 { return .failure("track file \(path) is \(value): weight \(effective)") }
+        return .successWithWeight(Int32(clamping: effective))
     }
 
     /// keepalived's Host header: the virtualhost, else the address with `:port` unless it is 80.

@@ -1,4 +1,7 @@
 import LVSCore
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 import Testing
@@ -35,7 +38,8 @@ import Testing
         let (channel, target) = try server(nil)
         #expect(try probe(.tcp, target) == .success)
         try channel.close().wait()
-        #expect(try !probe(.tcp, target).succeeded)
+        // Port 1: nothing listens there (a port just closed could be taken by a parallel test).
+        #expect(try !probe(.tcp, Endpoint(IPAddress("127.0.0.1")!, 1)).succeeded)
     }
 
     @Test func httpStatusAndDigest() throws {
@@ -130,9 +134,7 @@ import Testing
     }
 
     @Test func udpToAClosedPortFails() throws {
-        let (gone, target) = try udpServer { $0 }
-        try gone.close().wait()
-        #expect(try !probe(.udp(payload: [1], reply: nil), target).succeeded)
+        #expect(try !probe(.udp(payload: [1], reply: nil), Endpoint(IPAddress("127.0.0.1")!, 1)).succeeded)
     }
 
     @Test func dnsAnswersAreJudgedByIdAndRcode() throws {
@@ -175,5 +177,21 @@ import Testing
         let (rude, rudeTarget) = try smtpServer(banner: "220 ok\r\n", answer: "550 no\r\n")
         defer { _ = rude.close() }
         #expect(try probe(.smtp(heloName: "lb"), rudeTarget) == .failure("SMTP HELO answered 550"))
+    }
+}
+
+@Suite struct TrackFileTests {
+    @Test func weightZeroMeansNonZeroIsDownAndWeightsScale() throws {
+        let path = "/tmp/swiftlvs-track-\(getpid())"
+        defer { unlink(path) }
+        func write(_ text: String) { let f = fopen(path, "w"); fputs(text, f); fclose(f) }
+        write("0\n")
+        #expect(Prober.trackFile(path: path, weight: 0, reverse: false, base: 1) == .success)
+        write("3\n")
+        #expect(!Prober.trackFile(path: path, weight: 0, reverse: false, base: 1).succeeded)
+        #expect(Prober.trackFile(path: path, weight: 0, reverse: true, base: 1) == .success)
+        #expect(Prober.trackFile(path: path, weight: 10, reverse: false, base: 5) == .successWithWeight(35))
+        #expect(!Prober.trackFile(path: path, weight: -10, reverse: false, base: 5).succeeded)
+        #expect(Prober.trackFile(path: "/nonexistent/x", weight: 0, reverse: false, base: 1) == .success)
     }
 }
