@@ -45,7 +45,7 @@ extension Director {
                     let kind: ProbeSpec.Kind
                     switch checker.kind {
                     case .tcp: kind = .tcp
-                    case .http:
+                    case .http, .ssl:
                         kind = .http(checker.urls.compactMap { u in
                             u.path.map { HTTPExpectation(path: $0, statusCodes: u.statusCodes, digest: u.digest, virtualhost: u.virtualhost) }
                         }, virtualhost: checker.virtualhost ?? rs.virtualhost ?? vs.virtualhost)
@@ -77,11 +77,13 @@ extension Director {
                         retry: c.retry ?? rs.retry ?? vs.retry ?? (checker.kind == .misc ? 0 : checker.kind == .dns ? 3 : 1),
                         delayBeforeRetry: c.delayBeforeRetry.map { Instant($0) * 1000 } ?? rs.delayBeforeRetry.map { Instant($0) * 1000 }
                             ?? vs.delayBeforeRetry.map { Instant($0) * 1000 }
-                            ?? (checker.kind == .http ? 3 * Director.second : checker.kind == .dns ? delayLoop : Director.second),
+                            ?? (checker.kind == .http || checker.kind == .ssl ? 3 * Director.second : checker.kind == .dns ? delayLoop : Director.second),
                         warmup: c.warmup.map { Instant($0) * 1000 } ?? rs.warmup.map { Instant($0) * 1000 } ?? vs.warmup.map { Instant($0) * 1000 } ?? delayLoop,
                         timeout: checker.kind == .misc ? miscTimeout : Instant(c.connectTimeout ?? rs.connectTimeout ?? vs.connectTimeout ?? 5_000_000) * 1000)
                     let target = Endpoint(c.connectIP ?? rs.address, c.connectPort ?? (configured.endpoint.port == 0 ? service.config.key.port : configured.endpoint.port))
-                    let spec = ProbeSpec(kind: kind, target: target, bindTo: c.bindTo, bindPort: c.bindPort)
+                    let tls = checker.kind == .ssl
+                        ? TLSOptions(serverName: checker.enableSNI == true ? (checker.virtualhost ?? rs.virtualhost ?? vs.virtualhost) : nil) : nil
+                    let spec = ProbeSpec(kind: kind, target: target, bindTo: c.bindTo, bindPort: c.bindPort, tls: tls)
                     setup.checkers.append(HealthMonitor.Checker(
                         service: si, server: servers.count, index: checkerCount, spec: spec, timing: timing,
                         alpha: c.alpha ?? rs.alpha ?? vs.alpha,

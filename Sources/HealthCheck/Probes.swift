@@ -1,6 +1,7 @@
 import LVSCore
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 #if canImport(Glibc)
 import Glibc
@@ -33,13 +34,43 @@ public struct ProbeSpec: Hashable, Sendable {
     public var target: Endpoint
     public var bindTo: IPAddress?
     public var bindPort: UInt16?
+    /// SSL_GET: HTTP over TLS (the certificate is not verified, as keepalived does not), with SNI
+    /// when a server name is given (`enable_sni`).
+    public var tls: TLSOptions?
 
-    public init(kind: Kind, target: Endpoint, bindTo: IPAddress? = nil, bindPort: UInt16? = nil) {
+    public init(kind: Kind, target: Endpoint, bindTo: IPAddress? = nil, bindPort: UInt16? = nil, tls: TLSOptions? = nil) {
         self.kind = kind
         self.target = target
         self.bindTo = bindTo
         self.bindPort = bindPort
+        self.tls = tls
     }
+}
+
+public struct TLSOptions: Hashable, Sendable {
+    public var serverName: String?
+
+    public init(serverName: String? = nil) {
+        self.serverName = serverName
+    }
+
+    /// One context for every TLS probe (building one is costly).
+    static let context: NIOSSLContext? = {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .none
+        return try? NIOSSLContext(configuration: configuration)
+    }()
+
+    /// Adds the TLS client in front of the handlers of `channel`.
+    func install(on channel: Channel) throws {
+        guard let context = TLSOptions.context else { throw TLSUnavailable() }
+        let name = serverName.flatMap { IPAddress($0) == nil ? $0 : nil }
+        try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: name))
+    }
+}
+
+struct TLSUnavailable: Error, CustomStringConvertible {
+    var description: String { "TLS is not available" }
 }
 
 public struct HTTPExpectation: Hashable, Sendable {
@@ -145,7 +176,7 @@ public enum Prober {
                 }
             }
         case .http(let urls, let virtualhost):
-            check(urls[...], virtualhost: virtualhost, address: address, target: spec.target, bootstrap: bootstrap, promise: promise)
+            check(urls[...], virtualhost: virtualhost, address: address, target: spec.target, tls: spec.tls, bootstrap: bootstrap, promise: promise)
         }
         return outcome.futureResult
     }
@@ -178,9 +209,11 @@ public enum Prober {
     }
 
     /// An HTTP/1.0 GET as keepalived's checker and genhash send it; the answer's header and body.
-    public static func fetch(_ target: Endpoint, path: String, virtualhost: String?, timeout: Instant, on loop: EventLoop)
+    public static func fetch(_ target: Endpoint, path: String, virtualhost: String?, tls: TLSOptions? = nil, timeout: Instant, on loop: EventLoop)
         -> EventLoopFuture<(header: [UInt8], body: [UInt8])> {
-        guard loop.inEventLoop else { return loop.flatSubmit { fetch(target, path: path, virtualhost: virtualhost, timeout: timeout, on: loop) } }
+        guard loop.inEventLoop else {
+            return loop.flatSubmit { fetch(target, path: path, virtualhost: virtualhost, tls: tls, timeout: timeout, on: loop) }
+        }
         let answer = loop.makePromise(of: HTTPAnswer.self)
         let deadline = loop.scheduleTask(in: .nanoseconds(timeout)) { answer.fail(ChannelError.connectTimeout(.nanoseconds(timeout))) }
         answer.futureResult.whenComplete { _ in deadline.cancel() }
@@ -190,7 +223,10 @@ public enum Prober {
         }
         let request = "GET \(path) HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: \(hostHeader(target, virtualhost: virtualhost))\r\n\r\n"
         ClientBootstrap(group: loop).connectTimeout(.nanoseconds(timeout)).channelInitializer { channel in
-            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(HTTPAnswerCollector(answer)) }
+            channel.eventLoop.makeCompletedFuture {
+                try tls?.install(on: channel)
+                try channel.pipeline.syncOperations.addHandler(HTTPAnswerCollector(answer))
+            }
         }.connect(to: address).whenComplete { result in
             switch result {
             case .failure(let error): answer.fail(error)
@@ -204,7 +240,7 @@ public enum Prober {
 
     /// The urls one after the other, each on its own connection (as keepalived does).
     private static func check(_ urls: ArraySlice<HTTPExpectation>, virtualhost: String?, address: SocketAddress, target: Endpoint,
-                              bootstrap: ClientBootstrap, promise: EventLoopPromise<ProbeResult>) {
+                              tls: TLSOptions?, bootstrap: ClientBootstrap, promise: EventLoopPromise<ProbeResult>) {
         guard let url = urls.first else {
             promise.succeed(.success)
             return
@@ -212,7 +248,10 @@ public enum Prober {
         let request = "GET \(url.path) HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: \(hostHeader(target, virtualhost: url.virtualhost ?? virtualhost))\r\n\r\n"
         let answer = promise.futureResult.eventLoop.makePromise(of: HTTPAnswer.self)
         bootstrap.channelInitializer { channel in
-            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(HTTPAnswerCollector(answer)) }
+            channel.eventLoop.makeCompletedFuture {
+                try tls?.install(on: channel)
+                try channel.pipeline.syncOperations.addHandler(HTTPAnswerCollector(answer))
+            }
         }.connect(to: address).whenComplete { result in
             switch result {
             case .failure(let error):
@@ -242,7 +281,7 @@ public enum Prober {
                         return
                     }
                 }
-                check(urls.dropFirst(), virtualhost: virtualhost, address: address, target: target, bootstrap: bootstrap, promise: promise)
+                check(urls.dropFirst(), virtualhost: virtualhost, address: address, target: target, tls: tls, bootstrap: bootstrap, promise: promise)
             }
         }
     }
@@ -271,24 +310,37 @@ final class HTTPAnswerCollector: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     private var bytes: [UInt8] = []
     private let answer: EventLoopPromise<HTTPAnswer>
+    private var done = false
 
     init(_ answer: EventLoopPromise<HTTPAnswer>) { self.answer = answer }
 
+    private func finish(_ result: Result<HTTPAnswer, Error>) {
+        guard !done else { return }
+        done = true
+        answer.completeWith(result)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !done else { return }
         var buffer = unwrapInboundIn(data)
         bytes += buffer.readBytes(length: buffer.readableBytes) ?? []
         if bytes.count > Prober.maximumBody + 16384 {
-            answer.fail(AnswerTooLarge())
+            finish(.failure(AnswerTooLarge()))
             context.close(promise: nil)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        answer.succeed(HTTPAnswerCollector.parse(bytes))
+        finish(.success(HTTPAnswerCollector.parse(bytes)))
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        answer.fail(error)
+        // A TLS peer that closes without close_notify still delivered its answer.
+        if let tls = error as? NIOSSLError, case .uncleanShutdown = tls {
+            finish(.success(HTTPAnswerCollector.parse(bytes)))
+        } else {
+            finish(.failure(error))
+        }
         context.close(promise: nil)
     }
 

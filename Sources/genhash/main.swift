@@ -41,6 +41,7 @@ var url: String?
 var virtualhost: String?
 var verbose = false
 var ssl = false
+var sni = false
 var timeout: Double = 5
 var args = Array(CommandLine.arguments.dropFirst())[...]
 let withValue: [String: String] = ["-s": "server", "--server": "server", "-p": "port", "--port": "port", "-u": "url", "--url": "url",
@@ -62,16 +63,12 @@ while let arg = args.popFirst() {
     switch arg {
     case "-v", "--verbose": verbose = true
     case "-S", "--use-ssl": ssl = true
-    case "-I", "--use-sni": break
+    case "-I", "--use-sni": sni = true
     case "-h", "--help": usageExit()
     default: usageExit()
     }
 }
 guard let server, let port, let url, let address = IPAddress(server) else { usageExit() }
-if ssl {
-    FileHandle.standardError.write(Data("genhash: SSL (-S) is not available in this build\n".utf8))
-    exit(1)
-}
 
 /// genhash's dump: offset, 16 bytes in hex with a `-` after the eighth, and the printable bytes.
 func dump(_ bytes: [UInt8]) -> String {
@@ -106,7 +103,8 @@ let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 let started = DispatchTime.now().uptimeNanoseconds
 let target = Endpoint(address, port)
 do {
-    let (header, body) = try Prober.fetch(target, path: url, virtualhost: virtualhost, timeout: Instant(timeout * 1e9), on: group.next()).wait()
+    let (header, body) = try Prober.fetch(target, path: url, virtualhost: virtualhost,
+                                         tls: ssl ? TLSOptions(serverName: sni ? virtualhost : nil) : nil, timeout: Instant(timeout * 1e9), on: group.next()).wait()
     var md5 = MD5()
     md5.update(body)
     let digest = md5.finish()
