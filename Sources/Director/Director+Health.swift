@@ -60,6 +60,8 @@ extension Director {
                         })
                     case .dns:
                         kind = .dns(name: checker.dnsName ?? "", type: checker.dnsType ?? "SOA")
+                    case .ping:
+                        kind = .ping
                     case .file:
                         guard let track = configuration.trackFiles.first(where: { $0.name == checker.trackFile }), let path = track.file else { continue }
                         kind = .file(path: path, weight: checker.weight ?? track.weight, reverse: checker.reverse || track.reverse,

@@ -35,8 +35,10 @@ extension Prober {
     /// Sends `payload` to `target` on a connected UDP socket and collects answers until `decide`
     /// returns a result, an ICMP error arrives, or the loop's deadline (set by `run`) ends it.
     static func exchange(_ payload: [UInt8], with target: SocketAddress, on loop: EventLoop, promise: EventLoopPromise<ProbeResult>,
-                         until done: EventLoopFuture<ProbeResult>, decide: @escaping @Sendable ([UInt8]) -> ProbeResult?) {
+                         until done: EventLoopFuture<ProbeResult>, subtype: NIOBSDSocket.ProtocolSubtype = .default,
+                         decide: @escaping @Sendable ([UInt8]) -> ProbeResult?) {
         DatagramBootstrap(group: loop)
+            .protocolSubtype(subtype)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(DatagramCollector(promise: promise, decide: decide))

@@ -24,6 +24,8 @@ public struct ProbeSpec: Hashable, Sendable {
         case udp(payload: [UInt8], reply: Prober.ReplyPattern?)
         /// DNS_CHECK: a query for name and type answered with rcode 0.
         case dns(name: String, type: String)
+        /// PING_CHECK: an ICMP (or ICMPv6) echo answered.
+        case ping
         /// FILE_CHECK: the number in a track file. With weight 0, non-zero means down (`reverse`:
         /// zero means down); otherwise the real server's weight becomes base + number x weight
         /// (negated by `reverse`), and down at 0 or below.
@@ -131,6 +133,20 @@ public enum Prober {
             bootstrap = bootstrap.bind(to: local)
         }
         switch spec.kind {
+        case .ping:
+            let v6 = spec.target.address.isV6
+            let identifier = UInt16.random(in: 1...UInt16.max)
+            let echo = Prober.echoRequest(identifier: identifier, v6: v6)
+            guard let pingAddress = try? SocketAddress(ipAddress: "\(spec.target.address)", port: 0) else {
+                promise.succeed(.failure("bad address"))
+                return outcome.futureResult
+            }
+            exchange(echo, with: pingAddress, on: loop, promise: promise, until: outcome.futureResult,
+                     subtype: .init(rawValue: v6 ? Int32(IPPROTO_ICMPV6) : Int32(IPPROTO_ICMP))) { reply in
+                // An echo reply (the kernel's ping socket hands over the ICMP message itself).
+                guard let type = reply.first else { return nil }
+                return type == (v6 ? 129 : 0) ? .success : nil
+            }
         case .file(let path, let weight, let reverse, let base):
             promise.succeed(Prober.trackFile(path: path, weight: weight, reverse: reverse, base: base))
         case .smtp(let heloName):
@@ -179,6 +195,26 @@ public enum Prober {
             check(urls[...], virtualhost: virtualhost, address: address, target: spec.target, tls: spec.tls, bootstrap: bootstrap, promise: promise)
         }
         return outcome.futureResult
+    }
+
+    /// An ICMP echo request (RFC 792; ICMPv6: RFC 4443), with its checksum (the kernel fills in
+    /// the ICMPv6 one and the identifier of a ping socket).
+    public static func echoRequest(identifier: UInt16, v6: Bool) -> [UInt8] {
+        var packet: [UInt8] = [v6 ? 128 : 8, 0, 0, 0, UInt8(identifier >> 8), UInt8(identifier & 0xFF), 0, 1]
+        packet += Array("SwiftLVS PING_CHECK".utf8)
+        if !v6 {
+            var sum: UInt32 = 0
+            var i = 0
+            while i < packet.count {
+                sum += UInt32(packet[i]) << 8 | (i + 1 < packet.count ? UInt32(packet[i + 1]) : 0)
+                i += 2
+            }
+            while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
+            let checksum = ~UInt16(sum)
+            packet[2] = UInt8(checksum >> 8)
+            packet[3] = UInt8(checksum & 0xFF)
+        }
+        return packet
     }
 
     /// FILE_CHECK's verdict on a track file's contents (a missing or unreadable file reads as 0, as
@@ -345,18 +381,25 @@ final class HTTPAnswerCollector: ChannelInboundHandler {
     }
 
     static func parse(_ bytes: [UInt8]) -> HTTPAnswer {
-        let separator: [UInt8] = [13, 10, 13, 10]
         var headerEnd: Int?
-        if bytes.count >= 4 {
-            for i in 0...(bytes.count - 4) where bytes[i] == 13 && Array(bytes[i..<(i + 4)]) == separator {
+        var i = 0
+        while i + 3 < bytes.count {
+            if bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
                 headerEnd = i
                 break
             }
+            i += 1
         }
-        let lineEnd = bytes.firstIndex(of: 13) ?? bytes.count
-        let statusLine = String(decoding: bytes[..<lineEnd], as: UTF8.self).split(separator: " ")
+        // "HTTP/x.y NNN ...": the three digits after the first blank.
         var status: UInt16?
-        if statusLine.count >= 2, statusLine[0].hasPrefix("HTTP/") { status = UInt16(statusLine[1]) }
+        if bytes.count >= 12, bytes[0] == UInt8(ascii: "H"), bytes[1] == UInt8(ascii: "T"), bytes[2] == UInt8(ascii: "T"),
+           bytes[3] == UInt8(ascii: "P"), bytes[4] == UInt8(ascii: "/"), let blank = bytes.prefix(16).firstIndex(of: 32),
+           blank + 3 < bytes.count {
+            let digits = bytes[(blank + 1)...(blank + 3)]
+            if digits.allSatisfy({ $0 >= 48 && $0 <= 57 }), blank + 4 == bytes.count || bytes[blank + 4] == 32 || bytes[blank + 4] == 13 {
+                status = digits.reduce(0) { $0 * 10 + UInt16($1 - 48) }
+            }
+        }
         let body = headerEnd.map { Array(bytes[($0 + 4)...]) } ?? []
         let header = headerEnd.map { Array(bytes[..<($0 + 4)]) } ?? bytes
         return HTTPAnswer(status: status, header: header, body: body)

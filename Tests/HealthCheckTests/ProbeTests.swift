@@ -195,3 +195,22 @@ import Testing
         #expect(Prober.trackFile(path: "/nonexistent/x", weight: 0, reverse: false, base: 1) == .success)
     }
 }
+
+@Suite struct PingTests {
+    /// An ICMP ping socket needs root or a ping_group_range that includes the group: skipped otherwise.
+    static var permitted: Bool { getuid() == 0 }
+
+    @Test(.enabled(if: PingTests.permitted)) func loopbackAnswersAnEcho() throws {
+        let result = try Prober.run(ProbeSpec(kind: .ping, target: Endpoint(IPAddress("127.0.0.1")!, 0)), timeout: 1_000_000_000,
+                                    on: ProbeTests.group.next()).wait()
+        #expect(result == .success)
+    }
+
+    @Test func echoRequestChecksum() {
+        let packet = Prober.echoRequest(identifier: 0x1234, v6: false)
+        var sum: UInt32 = 0
+        for i in stride(from: 0, to: packet.count, by: 2) { sum += UInt32(packet[i]) << 8 | (i + 1 < packet.count ? UInt32(packet[i + 1]) : 0) }
+        while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
+        #expect(sum == 0xFFFF)
+    }
+}
