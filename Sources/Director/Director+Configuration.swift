@@ -93,18 +93,28 @@ extension Director {
             for kind in setup.unsupported.sorted() {
                 self.logger.warning("\(kind) is not run by this build yet: its real servers count as up")
             }
-            let now = Instant(NIODeadline.now().uptimeNanoseconds)
-            let scripts = (setup.notify, setup.quorumScripts)
-            return self.monitor.start(services: setup.services, names: setup.names, checkers: setup.checkers, now: now) { [weak self] service, actions in
-                self?.healthChanged()
-                self?.runScripts(for: actions, of: service, notify: scripts.0, quorum: scripts.1)
-            }.flatMap { health in
-                let previous = (self.configuredPlan, self.health)
-                self.configuredPlan = plan
-                self.health = health
-                return self.apply(Director.effectivePlan(plan, health: health)).map { outcome in
-                    if !outcome.applied { (self.configuredPlan, self.health) = previous }
-                    return outcome
+            // The listeners first: a service that cannot be served refuses the whole configuration
+            // before anything (the checkers included) has changed.
+            let wanted = Set(plan.services.map(\.config.key).filter(ProxyEngine.serves))
+            let missing = wanted.subtracting(self.engine.listeningKeys)
+            return self.engine.listen(missing).flatMap { refused in
+                guard refused.isEmpty else {
+                    self.engine.stopListening(missing.subtracting(refused.map(\.key)))
+                    for f in refused {
+                        self.logger.error("cannot serve virtual service", metadata: ["vip": "\(f.key)", "error": "\(f.reason)"])
+                    }
+                    return self.loop.makeSucceededFuture(ConfigurationOutcome(applied: false, diagnostics: [], changes: [],
+                                                                              failures: refused.map { "\($0)" }))
+                }
+                let now = Instant(NIODeadline.now().uptimeNanoseconds)
+                let scripts = (setup.notify, setup.quorumScripts)
+                return self.monitor.start(services: setup.services, names: setup.names, checkers: setup.checkers, now: now) { [weak self] service, actions in
+                    self?.healthChanged()
+                    self?.runScripts(for: actions, of: service, notify: scripts.0, quorum: scripts.1)
+                }.flatMap { health in
+                    self.configuredPlan = plan
+                    self.health = health
+                    return self.apply(Director.effectivePlan(plan, health: health))
                 }
             }
         }
