@@ -71,6 +71,11 @@ final class TCPRelayWorker: @unchecked Sendable {
     /// Sides with more to read after their turn, served after the current batch of events (fairness).
     private var again: [UInt64] = []
     private var againNext: [UInt64] = []
+    /// Real servers whose FIN came with their last bytes: passed on after the next look at the
+    /// events, so that a client that closes as soon as it has the answer closes first (and the
+    /// TIME_WAIT socket is its, not the director's).
+    private var endsLater: [UInt64] = []
+    private var endsNow: [UInt64] = []
     /// Kept open so that, out of descriptors, a connection can still be accepted and closed at once.
     private var reserveFD: Int32 = -1
     /// Whether reading at accept and sending at connect pay off here (they cost a system call when not).
@@ -162,8 +167,13 @@ final class TCPRelayWorker: @unchecked Sendable {
                 logger.error("relay worker stops: epoll_wait failed", metadata: ["error": "\(TCPSocket.reason(lvs_errno()))"])
                 break
             }
+            swap(&endsLater, &endsNow)
             for k in 0..<Int32(n) {
                 dispatch(lvs_epoll_event_data(events, k), lvs_epoll_event_flags(events, k))
+            }
+            if !endsNow.isEmpty {
+                for data in endsNow { endLater(data) }
+                endsNow.removeAll(keepingCapacity: true)
             }
             if !again.isEmpty {
                 swap(&again, &againNext)
@@ -185,7 +195,7 @@ final class TCPRelayWorker: @unchecked Sendable {
     }
 
     private func nextTimeout() -> Int32 {
-        if !again.isEmpty { return 0 }
+        if !again.isEmpty || !endsLater.isEmpty { return 0 }
         var deadline = runsClock ? nextTick : Int64.max
         if slots.live > 0 { deadline = min(deadline, nextSweep) }
         if connectingHead >= 0 { deadline = min(deadline, slots.base[Int(connectingHead)].deadline) }
@@ -219,6 +229,14 @@ final class TCPRelayWorker: @unchecked Sendable {
     @inline(__always)
     private func tag(_ slot: UnsafeMutablePointer<RelaySlot>, _ index: Int32, _ side: RelaySide) -> UInt64 {
         UInt64(slot.pointee.generation) << 32 | UInt64(index) << 2 | UInt64(side.rawValue)
+    }
+
+    /// A deferred end of a real server (see `endsLater`), if the connection is still there.
+    private func endLater(_ data: UInt64) {
+        let index = Int32(truncatingIfNeeded: (data >> 2) & 0x3FFF_FFFF)
+        guard let slot = live(index, generation: UInt32(truncatingIfNeeded: data >> 32)),
+              !slot.pointee.side.server.contains(.ended) else { return }
+        _ = ended(slot, index, .server)
     }
 
     private func resume(_ data: UInt64) {
@@ -271,7 +289,12 @@ final class TCPRelayWorker: @unchecked Sendable {
                 guard send(slot, index, toward: target, scratch, n) else { return false }
                 if drained {
                     // The FIN the event announced is next in the queue.
-                    return current.contains(.hangUp) ? ended(slot, index, source) : true
+                    guard current.contains(.hangUp) else { return true }
+                    if source == .server && !slot.pointee.side.client.contains(.ended) {
+                        endsLater.append(tag(slot, index, source))
+                        return true
+                    }
+                    return ended(slot, index, source)
                 }
                 rounds += 1
                 if rounds == TCPRelayWorker.roundsPerTurn {
