@@ -147,9 +147,15 @@ extension Director {
                 }
                 servers.append(s)
             }
-            if !h.hasQuorum, let sorry = service.sorryServer {
-                // keepalived takes the live real servers out and serves the sorry server alone.
-                servers = [sorry]
+            if let sorry = service.sorryServer {
+                if !h.hasQuorum {
+                    // keepalived takes the live real servers out and serves the sorry server alone.
+                    servers = [sorry]
+                } else if service.sorryServerInhibit, !servers.contains(where: { $0.endpoint == sorry.endpoint }) {
+                    var idle = sorry
+                    idle.weight = 0
+                    servers.append(idle)
+                }
             }
             effective.services[si].servers = servers
         }

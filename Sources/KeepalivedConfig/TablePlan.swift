@@ -13,6 +13,9 @@ public struct TablePlan: Hashable, Sendable {
         public var definition: Int?
         /// The sorry server, which serves only while the service has lost its quorum.
         public var sorryServer: RealServerConfig?
+        /// `sorry_server_inhibit`: the sorry server stays in the table at weight 0 while the service
+        /// has its quorum (instead of being removed).
+        public var sorryServerInhibit = false
 
         public init(config: VirtualService.Config, servers: [RealServerConfig], location: SourceLocation? = nil,
                     definition: Int? = nil, sorryServer: RealServerConfig? = nil) {
@@ -72,7 +75,9 @@ public struct TablePlan: Hashable, Sendable {
                     let port = key.isFwmark && forwarding.method != .masquerade ? 0 : (rs.port == 0 ? key.port : rs.port)
                     return RealServerConfig(Endpoint(rs.address, port), forwarding: forwarding.method, weight: 1, tunnel: forwarding.tunnel)
                 }
-                services.append(Service(config: config, servers: servers, location: vs.location, definition: index, sorryServer: sorry))
+                var service = Service(config: config, servers: servers, location: vs.location, definition: index, sorryServer: sorry)
+                service.sorryServerInhibit = vs.sorryServerInhibit
+                services.append(service)
             }
         }
         self.services = services
