@@ -177,7 +177,7 @@ extension Director {
                 }
                 let s = self.state
                 let (results, keys) = s.withTable { table in
-                    (TablePlan.apply(changes, to: &table, now: s.now), table.serviceSnapshots.map(\.config.key))
+                    (TablePlan.apply(changes, to: &table), table.serviceSnapshots.map(\.config.key))
                 }
                 self.engine.stopListening(self.engine.listeningKeys.subtracting(keys))
                 self.appliedPlan = plan

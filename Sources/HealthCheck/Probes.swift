@@ -257,8 +257,16 @@ public enum Prober {
             answer.fail(ChannelError.badInterfaceAddressFamily)
             return answer.futureResult.map { ($0.header, $0.body) }
         }
-        let request = "GET \(path) HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: \(hostHeader(target, virtualhost: virtualhost))\r\n\r\n"
-        ClientBootstrap(group: loop).connectTimeout(.nanoseconds(timeout)).channelInitializer { channel in
+        get(path, host: hostHeader(target, virtualhost: virtualhost), tls: tls, address: address,
+            bootstrap: ClientBootstrap(group: loop).connectTimeout(.nanoseconds(timeout)), answer: answer)
+        return answer.futureResult.map { ($0.header, $0.body) }
+    }
+
+    /// One GET on a new connection (keepalived's request), its answer collected into `answer`.
+    private static func get(_ path: String, host: String, tls: TLSOptions?, address: SocketAddress, bootstrap: ClientBootstrap,
+                            answer: EventLoopPromise<HTTPAnswer>) {
+        let request = "GET \(path) HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: \(host)\r\n\r\n"
+        bootstrap.channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
                 try tls?.install(on: channel)
                 try channel.pipeline.syncOperations.addHandler(HTTPAnswerCollector(answer))
@@ -271,7 +279,6 @@ public enum Prober {
                 answer.futureResult.whenComplete { _ in channel.close(promise: nil) }
             }
         }
-        return answer.futureResult.map { ($0.header, $0.body) }
     }
 
     /// The urls one after the other, each on its own connection (as keepalived does).
@@ -281,22 +288,9 @@ public enum Prober {
             promise.succeed(.success)
             return
         }
-        let request = "GET \(url.path) HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: \(hostHeader(target, virtualhost: url.virtualhost ?? virtualhost))\r\n\r\n"
         let answer = promise.futureResult.eventLoop.makePromise(of: HTTPAnswer.self)
-        bootstrap.channelInitializer { channel in
-            channel.eventLoop.makeCompletedFuture {
-                try tls?.install(on: channel)
-                try channel.pipeline.syncOperations.addHandler(HTTPAnswerCollector(answer))
-            }
-        }.connect(to: address).whenComplete { result in
-            switch result {
-            case .failure(let error):
-                answer.fail(error)
-            case .success(let channel):
-                channel.writeAndFlush(ByteBuffer(string: request), promise: nil)
-                answer.futureResult.whenComplete { _ in channel.close(promise: nil) }
-            }
-        }
+        get(url.path, host: hostHeader(target, virtualhost: url.virtualhost ?? virtualhost), tls: tls, address: address,
+            bootstrap: bootstrap, answer: answer)
         answer.futureResult.whenComplete { result in
             switch result {
             case .failure(let error):
@@ -325,7 +319,6 @@ public enum Prober {
     static func describe(_ error: Error) -> String {
         if let e = error as? NIOConnectionError, let first = e.connectionErrors.first { return describe(first.error) }
         if let e = error as? IOError { return String(cString: strerror(e.errnoCode)) }
-        if error is ChannelError { return "\(error)" }
         return "\(error)"
     }
 }

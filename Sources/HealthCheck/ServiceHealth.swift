@@ -46,14 +46,6 @@ public struct ServiceHealth: Hashable, Sendable {
         servers.reduce(0) { $0 + ($1.isUp ? UInt64(max($1.weight, 0)) : 0) }
     }
 
-    /// The actions that put the table in line with the initial states (alpha servers out).
-    public func initialActions() -> [Action] {
-        var actions: [Action] = []
-        for (i, s) in servers.enumerated() where !s.isUp { actions.append(.withdraw(server: i, inhibit: s.inhibitOnFailure)) }
-        if !hasQuorum { actions.append(.quorumLost) }
-        return actions
-    }
-
     /// A checker of real server `server` changed state.
     public mutating func checker(_ checker: Int, of server: Int, _ transition: CheckerState.Transition) -> [Action] {
         guard servers.indices.contains(server) else { return [] }

@@ -28,23 +28,22 @@ public struct TablePlan: Hashable, Sendable {
     }
 
     public var services: [Service]
-    /// `lvs_timeouts` (seconds; 0 or nil leaves the current value).
-    public var timeouts: (tcp: UInt32, tcpFin: UInt32, udp: UInt32)?
+    /// `lvs_timeouts` (seconds; 0 leaves the current value).
+    public var timeouts: Timeouts?
+
+    public struct Timeouts: Hashable, Sendable {
+        public var tcp: UInt32
+        public var tcpFin: UInt32
+        public var udp: UInt32
+    }
 
     /// Addresses one virtual_server_group range may expand to.
     public static let maximumRangeSize: UInt64 = 65_536
 
-    public init(services: [Service] = [], timeouts: (tcp: UInt32, tcpFin: UInt32, udp: UInt32)? = nil) {
+    public init(services: [Service] = [], timeouts: Timeouts? = nil) {
         self.services = services
         self.timeouts = timeouts
     }
-
-    public static func == (a: TablePlan, b: TablePlan) -> Bool {
-        a.services == b.services && a.timeouts?.tcp == b.timeouts?.tcp && a.timeouts?.tcpFin == b.timeouts?.tcpFin
-            && a.timeouts?.udp == b.timeouts?.udp
-    }
-
-    public func hash(into hasher: inout Hasher) { hasher.combine(services) }
 
     /// The LVS part of a configuration as services with their real servers. Groups expand to one
     /// service per address (and port) or fwmark they list; sorry servers and checkers are left to
@@ -83,7 +82,7 @@ public struct TablePlan: Hashable, Sendable {
         self.services = services
         let t = configuration.globalDefinitions.lvsTimeouts
         if t.tcp != nil || t.tcpFin != nil || t.udp != nil {
-            timeouts = (t.tcp ?? 0, t.tcpFin ?? 0, t.udp ?? 0)
+            timeouts = Timeouts(tcp: t.tcp ?? 0, tcpFin: t.tcpFin ?? 0, udp: t.udp ?? 0)
         }
     }
 
@@ -174,7 +173,7 @@ public struct TablePlan: Hashable, Sendable {
                 }
             }
         }
-        if let t = target.timeouts, timeouts?.tcp != t.tcp || timeouts?.tcpFin != t.tcpFin || timeouts?.udp != t.udp {
+        if let t = target.timeouts, timeouts != t {
             changes.append(.setTimeouts(tcp: t.tcp, tcpFin: t.tcpFin, udp: t.udp))
         }
         return changes
@@ -183,7 +182,7 @@ public struct TablePlan: Hashable, Sendable {
     /// Applies changes to a table. A change the table refuses is reported and the rest go on
     /// (an add of something that already exists becomes an edit: the operator may have added it by
     /// hand); the outcome of each is returned in order.
-    public static func apply(_ changes: [Change], to table: inout IPVS, now: Int64) -> [(Change, ServiceTableError?)] {
+    public static func apply(_ changes: [Change], to table: inout IPVS) -> [(Change, ServiceTableError?)] {
         var results: [(Change, ServiceTableError?)] = []
         results.reserveCapacity(changes.count)
         for change in changes {
@@ -209,7 +208,6 @@ public struct TablePlan: Hashable, Sendable {
                 results.append((change, error))
             }
         }
-        _ = now
         return results
     }
 }

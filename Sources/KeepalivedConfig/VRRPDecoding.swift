@@ -342,7 +342,8 @@ extension Decoder {
     /// `track_interface` / `track_script` / `track_file` entries: `NAME [weight W [reverse]]`.
     mutating func tracked(_ node: ConfigNode, instance: String, range: ClosedRange<Int64>) -> [TrackedItem] {
         var items: [TrackedItem] = []
-        let kind = node.keyword.replacingOccurrences(of: "track_", with: "track ")
+        // "track interface", "track script", "track file", as keepalived names them.
+        let kind = "track " + node.keyword.dropFirst("track_".count)
         for line in entryLines(node) {
             let entry = line.words
             var item = TrackedItem(name: entry[0], location: line.location)
@@ -542,31 +543,5 @@ extension Decoder {
             }
         }
         return group
-    }
-}
-
-extension String {
-    func replacingOccurrences(of target: String, with replacement: String) -> String {
-        guard !target.isEmpty else { return self }
-        var result = ""
-        var rest = Substring(self)
-        while let range = rest.range(of: target) {
-            result += rest[..<range.lowerBound]
-            result += replacement
-            rest = rest[range.upperBound...]
-        }
-        return result + rest
-    }
-}
-
-extension Substring {
-    func range(of target: String) -> Range<Index>? {
-        guard !target.isEmpty, count >= target.count else { return nil }
-        var i = startIndex
-        while i < endIndex {
-            if self[i...].hasPrefix(target) { return i..<index(i, offsetBy: target.count) }
-            i = index(after: i)
-        }
-        return nil
     }
 }

@@ -159,25 +159,20 @@ public struct GlobalDefinitions: Hashable, Sendable {
     public var vrrpStrict = false
     public var lvsSyncDaemon: LVSSyncDaemonDefinition?
     /// `lvs_timeouts tcp N tcpfin N udp N`, in seconds, as given.
-    public var lvsTimeouts: (tcp: UInt32?, tcpFin: UInt32?, udp: UInt32?) = (nil, nil, nil)
+    public var lvsTimeouts = LVSTimeouts()
     public var lvsFlush = false
     public var dynamicInterfaces = false
     /// Other keywords keepalived accepts here, as written.
     public var settings: [KeywordSetting] = []
 
     public init() {}
+}
 
-    public static func == (a: GlobalDefinitions, b: GlobalDefinitions) -> Bool {
-        a.routerID == b.routerID && a.notificationEmail == b.notificationEmail && a.notificationEmailFrom == b.notificationEmailFrom
-            && a.smtpServer == b.smtpServer && a.smtpConnectTimeout == b.smtpConnectTimeout && a.scriptUser == b.scriptUser
-            && a.scriptGroup == b.scriptGroup && a.enableScriptSecurity == b.enableScriptSecurity && a.vrrpVersion == b.vrrpVersion
-            && a.vrrpStrict == b.vrrpStrict && a.lvsSyncDaemon == b.lvsSyncDaemon && a.lvsTimeouts.tcp == b.lvsTimeouts.tcp
-            && a.lvsTimeouts.tcpFin == b.lvsTimeouts.tcpFin && a.lvsTimeouts.udp == b.lvsTimeouts.udp && a.lvsFlush == b.lvsFlush
-            && a.dynamicInterfaces == b.dynamicInterfaces && a.settings == b.settings
-    }
+/// `lvs_timeouts`: each one given or not.
+public struct LVSTimeouts: Hashable, Sendable {
+    public var tcp: UInt32?
+    public var tcpFin: UInt32?
+    public var udp: UInt32?
 
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(routerID)
-        hasher.combine(settings)
-    }
+    public init() {}
 }
