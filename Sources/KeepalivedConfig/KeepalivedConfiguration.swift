@@ -75,6 +75,18 @@ public struct KeepalivedConfiguration: Hashable, Sendable {
         var groups: Set<String> = []
     }
 
+    /// Appends a decoded block whose name must not have been defined before; a second one is
+    /// reported with `duplicate(name)` and left out.
+    private static func add<T>(_ item: T?, _ name: KeyPath<T, String>, to list: inout [T], names: inout Set<String>, _ node: ConfigNode,
+                        _ d: inout Decoder, duplicate: (String) -> String) {
+        guard let item else { return }
+        guard names.insert(item[keyPath: name]).inserted else {
+            d.report(.generalError, duplicate(item[keyPath: name]), node)
+            return
+        }
+        list.append(item)
+    }
+
     private mutating func root(_ node: ConfigNode, _ d: inout Decoder, _ names: inout Names) {
         switch node.keyword {
         case "global_defs": d.globalDefinitions(node, into: &globalDefinitions)
@@ -96,26 +108,13 @@ public struct KeepalivedConfiguration: Hashable, Sendable {
             }
             if let t = d.trackFile(node) { trackFiles.append(t) }
         case "vrrp_sync_group":
-            guard let g = d.syncGroup(node) else { return }
-            if !names.syncGroups.insert(g.name).inserted {
-                d.report(.generalError, "vrrp sync group \(g.name) already defined", node)
-                return
-            }
-            syncGroups.append(g)
+            Self.add(d.syncGroup(node), \.name, to: &syncGroups, names: &names.syncGroups, node, &d) { "vrrp sync group \($0) already defined" }
         case "vrrp_instance":
-            guard let i = d.vrrpInstance(node) else { return }
-            if !names.instances.insert(i.name).inserted {
-                d.report(.generalError, "vrrp instance \(i.name) already defined", node)
-                return
-            }
-            instances.append(i)
+            Self.add(d.vrrpInstance(node), \.name, to: &instances, names: &names.instances, node, &d) { "vrrp instance \($0) already defined" }
         case "virtual_server_group":
-            guard let g = d.virtualServerGroup(node) else { return }
-            if !names.groups.insert(g.name).inserted {
-                d.report(.generalError, "virtual server group \(g.name) already defined - ignoring the second", node)
-                return
+            Self.add(d.virtualServerGroup(node), \.name, to: &virtualServerGroups, names: &names.groups, node, &d) {
+                "virtual server group \($0) already defined - ignoring the second"
             }
-            virtualServerGroups.append(g)
         case "virtual_server":
             if let vs = d.virtualServer(node) { virtualServers.append(vs) }
         default:

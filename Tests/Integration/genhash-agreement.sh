@@ -4,12 +4,7 @@
 # program, the digests are checked against python's hashlib.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bin=$(swift build --show-bin-path)
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source Tests/Integration/common.bash
 
 # A server with fixed answers (no Date header), so that two runs are byte for byte the same.
 python3 - <<'PY' &

@@ -4,13 +4,7 @@
 # daemon says so. Bounded waits; only the processes started here are stopped, by PID.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bin=$(swift build --show-bin-path)
-work=$(mktemp -d)
-export LVSD_SOCKET=$work/lvsd.sock
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source Tests/Integration/common.bash
 
 "$bin/lvsd" demo >"$work/out" 2>"$work/err" &
 pids+=($!); lvsd=$!
