@@ -66,7 +66,7 @@ for i in 0..<count {
     let kind: ProbeSpec.Kind = http ? .http([HTTPExpectation(path: "/", digest: digest)], virtualhost: nil) : .tcp
     checkers.append(.init(service: i, server: 0, index: 0, spec: ProbeSpec(kind: kind, target: target), timing: timing,
                           alpha: false, identity: "\(i)", label: http ? "HTTP" : "TCP"))
-    healths.append(ServiceHealth(servers: [.init(weight: 1, inhibitOnFailure: false, checkerCount: 1, alpha: false)]))
+    healths.append(ServiceHealth(servers: [.init(weight: 1, inhibitOnFailure: false, checkerCount: 1)]))
     names.append(.init(service: "vs\(i)", servers: ["rs\(i)"]))
 }
 let transitions = ManagedAtomicCounter()

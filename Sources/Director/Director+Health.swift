@@ -94,7 +94,7 @@ extension Director {
                     checkerCount += 1
                 }
                 servers.append(ServiceHealth.Server(weight: configured.weight, inhibitOnFailure: rs.inhibitOnFailure ?? vs.inhibitOnFailure,
-                                                    checkerCount: checkerCount, alpha: false))
+                                                    checkerCount: checkerCount))
                 serverNames.append("[\(configured.endpoint.address)]:\(protocolName):\(configured.endpoint.port)")
             }
             setup.services.append(ServiceHealth(servers: servers, quorum: vs.quorum, hysteresis: vs.hysteresis))

@@ -11,11 +11,12 @@ public struct ServiceHealth: Hashable, Sendable {
 
         public var isUp: Bool { down.isEmpty }
 
-        public init(weight: Int32, inhibitOnFailure: Bool, checkerCount: Int, alpha: Bool) {
+        /// All checkers start up; those that start down (`alpha`) are reported by the monitor.
+        public init(weight: Int32, inhibitOnFailure: Bool, checkerCount: Int) {
             self.weight = weight
             self.inhibitOnFailure = inhibitOnFailure
             self.checkerCount = checkerCount
-            down = alpha ? Set(0..<checkerCount) : []
+            down = []
         }
     }
 

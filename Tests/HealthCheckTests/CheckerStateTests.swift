@@ -62,7 +62,7 @@ import Testing
 /// Real servers combine their checkers; services keep quorum with hysteresis.
 @Suite struct ServiceHealthTests {
     func service(_ weights: [Int32], checkers: Int = 1, inhibit: Bool = false, quorum: UInt32 = 1, hysteresis: UInt32 = 0) -> ServiceHealth {
-        ServiceHealth(servers: weights.map { ServiceHealth.Server(weight: $0, inhibitOnFailure: inhibit, checkerCount: checkers, alpha: false) },
+        ServiceHealth(servers: weights.map { ServiceHealth.Server(weight: $0, inhibitOnFailure: inhibit, checkerCount: checkers) },
                       quorum: quorum, hysteresis: hysteresis)
     }
 
