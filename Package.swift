@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "ControlAPI", dependencies: ["LVSCore"]),
         .target(
             name: "HealthCheck",
-            dependencies: ["LVSCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            dependencies: ["LVSCore", "CLinux", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "Logging", package: "swift-log")]
         ),
         .target(

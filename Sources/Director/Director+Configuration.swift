@@ -93,6 +93,7 @@ extension Director {
             for kind in setup.unsupported.sorted() {
                 self.logger.warning("\(kind) is not run by this build yet: its real servers count as up")
             }
+            for line in setup.scriptMessages { self.logger.warning("\(line)") }
             // The listeners first: a service that cannot be served refuses the whole configuration
             // before anything (the checkers included) has changed.
             let wanted = Set(plan.services.map(\.config.key).filter(ProxyEngine.serves))
@@ -107,35 +108,16 @@ extension Director {
                                                                               failures: refused.map { "\($0)" }))
                 }
                 let now = Instant(NIODeadline.now().uptimeNanoseconds)
-                let scripts = (setup.notify, setup.quorumScripts)
+                let roster = setup.roster
                 return self.monitor.start(services: setup.services, names: setup.names, checkers: setup.checkers, now: now) { [weak self] service, actions in
                     self?.healthChanged()
-                    self?.runScripts(for: actions, of: service, notify: scripts.0, quorum: scripts.1)
+                    self?.runScripts(for: actions, of: service, roster: roster)
                 }.flatMap { health in
+                    _ = self.announce(Roster.farewell(self.roster, health: self.health, next: roster), timeout: Director.notifyTimeout)
+                    self.roster = roster
                     self.configuredPlan = plan
                     self.health = health
                     return self.apply(Director.effectivePlan(plan, health: health))
-                }
-            }
-        }
-    }
-
-    /// notify_up / notify_down / quorum_up / quorum_down for what just changed (without a shell,
-    /// with a timeout; what they print is not kept).
-    func runScripts(for actions: [ServiceHealth.Action], of service: Int, notify: [[(up: [String]?, down: [String]?)]],
-                    quorum: [(up: [String]?, down: [String]?)]) {
-        for action in actions {
-            var argv: [String]?
-            switch action {
-            case .serve(let s, _): argv = service < notify.count && s < notify[service].count ? notify[service][s].up : nil
-            case .withdraw(let s, _): argv = service < notify.count && s < notify[service].count ? notify[service][s].down : nil
-            case .quorumRegained: argv = service < quorum.count ? quorum[service].up : nil
-            case .quorumLost: argv = service < quorum.count ? quorum[service].down : nil
-            }
-            guard let argv else { continue }
-            ScriptRunner.run(argv, timeout: Director.notifyTimeout, on: loop).whenSuccess { outcome in
-                if outcome != .exited(0) {
-                    self.logger.warning("script \(argv.joined(separator: " ")) ended with \(outcome)")
                 }
             }
         }

@@ -14,9 +14,10 @@ extension Director {
         var checkers: [HealthMonitor.Checker] = []
         /// Checker kinds in the file that this build does not run yet (their real servers count as up).
         var unsupported: Set<String> = []
-        /// notify_up / notify_down per real server, quorum_up / quorum_down per service (argv).
-        var notify: [[(up: [String]?, down: [String]?)]] = []
-        var quorumScripts: [(up: [String]?, down: [String]?)] = []
+        /// Who is who, with their scripts, service by service (as `services`).
+        var roster: [Roster.Service] = []
+        /// What checking the scripts found (keepalived's lines).
+        var scriptMessages: [String] = []
     }
 
     /// How long a notify or quorum script may run before it is killed.
@@ -24,20 +25,22 @@ extension Director {
 
     static let second: Instant = 1_000_000_000
 
-    static func healthSetup(_ configuration: KeepalivedConfiguration, plan: TablePlan) -> HealthSetup {
+    static func healthSetup(_ configuration: KeepalivedConfiguration, plan: TablePlan,
+                            scripts: ScriptPolicy.Host = ScriptPolicy.Host()) -> HealthSetup {
         var setup = HealthSetup()
+        var policy = ScriptPolicy(configuration.globalDefinitions, host: scripts)
         for (si, service) in plan.services.enumerated() {
             guard let d = service.definition else {
                 setup.services.append(ServiceHealth(servers: []))
                 setup.names.append(.init(service: "\(service.config.key)", servers: []))
-                setup.notify.append([])
-                setup.quorumScripts.append((nil, nil))
+                setup.roster.append(Roster.Service(key: service.config.key, name: "\(service.config.key)"))
                 continue
             }
             let vs = configuration.virtualServers[d]
             let protocolName = service.config.key.isFwmark ? "fwm" : (vs.protocolName?.name.lowercased() ?? "tcp")
             var servers: [ServiceHealth.Server] = []
             var serverNames: [String] = []
+            var rosterServers: [Roster.Server] = []
             for (ri, rs) in vs.realServers.enumerated() where ri < service.servers.count {
                 let configured = service.servers[ri]
                 var checkerCount = 0
@@ -50,8 +53,9 @@ extension Director {
                             u.path.map { HTTPExpectation(path: $0, statusCodes: u.statusCodes, digest: u.digest, virtualhost: u.virtualhost) }
                         }, virtualhost: checker.virtualhost ?? rs.virtualhost ?? vs.virtualhost)
                     case .misc:
-                        guard let argv = checker.miscPath?.argv, !argv.isEmpty else { continue }
-                        kind = .misc(argv: argv, dynamic: checker.miscDynamic)
+                        guard let path = checker.miscPath, !path.argv.isEmpty,
+                              let script = policy.prepareMisc(path, user: checker.user, group: checker.group) else { continue }
+                        kind = .misc(argv: script.argv, dynamic: checker.miscDynamic, identity: script.identity)
                     case .smtp:
                         kind = .smtp(heloName: checker.heloName ?? "smtpchecker.keepalived.org")
                     case .udp:
@@ -95,18 +99,24 @@ extension Director {
                 }
                 servers.append(ServiceHealth.Server(weight: configured.weight, inhibitOnFailure: rs.inhibitOnFailure ?? vs.inhibitOnFailure,
                                                     checkerCount: checkerCount))
-                serverNames.append("[\(configured.endpoint.address)]:\(protocolName):\(configured.endpoint.port)")
+                let serverName = "[\(configured.endpoint.address)]:\(protocolName):\(configured.endpoint.port)"
+                serverNames.append(serverName)
+                rosterServers.append(Roster.Server(endpoint: configured.endpoint, name: serverName,
+                                                   notifyUp: policy.prepare(rs.notifyUp, kind: "notify"),
+                                                   notifyDown: policy.prepare(rs.notifyDown, kind: "notify")))
             }
             setup.services.append(ServiceHealth(servers: servers, quorum: vs.quorum, hysteresis: vs.hysteresis))
-            setup.notify.append(vs.realServers.prefix(servers.count).map { ($0.notifyUp?.argv, $0.notifyDown?.argv) })
-            setup.quorumScripts.append((vs.quorumUp?.argv, vs.quorumDown?.argv))
             let name: String
             switch service.config.key {
             case .address(_, let ip, let port): name = "[\(ip)]:\(protocolName):\(port)"
             case .fwmark(let mark, _): name = "FWM \(mark)"
             }
             setup.names.append(.init(service: name, servers: serverNames))
+            setup.roster.append(Roster.Service(key: service.config.key, name: name, omega: vs.omega,
+                                               quorumUp: policy.prepare(vs.quorumUp, kind: "notify"),
+                                               quorumDown: policy.prepare(vs.quorumDown, kind: "notify"), servers: rosterServers))
         }
+        setup.scriptMessages = policy.finish()
         return setup
     }
 

@@ -26,6 +26,8 @@ public final class Director: @unchecked Sendable {
     /// The table the configuration asks for, before the checkers' view of it.
     var configuredPlan = TablePlan()
     var health: [ServiceHealth] = []
+    /// The names and scripts that go with `health`.
+    var roster: [Roster.Service] = []
     lazy var monitor = HealthMonitor(loop: state.loop, logger: logger)
     /// Table changes are applied one after the other (a reload and a checker may both want one).
     var applying: EventLoopFuture<Void>?
@@ -128,9 +130,14 @@ public final class Director: @unchecked Sendable {
     }
 
     /// Stops listening everywhere and removes the control socket; relayed connections are closed by
-    /// the event loop group's shutdown that follows.
+    /// the event loop group's shutdown that follows. The real servers are announced as shutting
+    /// down first (with `omega`, their notify_down and quorum_down scripts run, for a second at most).
     public func shutdown() -> EventLoopFuture<Void> {
         loop.flatSubmit {
+            let farewell = Roster.farewell(self.roster, health: self.health, next: nil)
+            self.roster = []
+            return self.announce(farewell, timeout: Director.shutdownScriptTimeout)
+        }.flatMap {
             let closing = [self.engine.stop(), self.control?.close() ?? self.loop.makeSucceededVoidFuture(), self.monitor.stop()]
             if let path = self.controlPath { ControlSocketFile.removeStale(path) }
             return EventLoopFuture.andAllComplete(closing, on: self.loop)

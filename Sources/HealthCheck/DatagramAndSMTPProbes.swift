@@ -57,6 +57,41 @@ extension Prober {
             }
     }
 
+    /// `exchange` on a raw socket of the ICMP protocol of `address`, connected to it (so only its
+    /// packets arrive; the kernel computes the ICMPv6 checksum). The socket is made here and handed
+    /// to NIO: NIO's own raw sockets try IPV6_V6ONLY, which raw IPv6 sockets refuse.
+    static func rawExchange(_ payload: [UInt8], with address: IPAddress, at target: SocketAddress, on loop: EventLoop, promise: EventLoopPromise<ProbeResult>,
+                            until done: EventLoopFuture<ProbeResult>, decide: @escaping @Sendable ([UInt8]) -> ProbeResult?) {
+        let fd = socket(address.isV6 ? AF_INET6 : AF_INET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue),
+                        address.isV6 ? Int32(IPPROTO_ICMPV6) : Int32(IPPROTO_ICMP))
+        guard fd >= 0 else {
+            promise.succeed(.failure(String(cString: strerror(errno))))
+            return
+        }
+        let connected = target.withSockAddr { connect(fd, $0, socklen_t($1)) }
+        guard connected == 0 else {
+            promise.succeed(.failure(String(cString: strerror(errno))))
+            close(fd)
+            return
+        }
+        DatagramBootstrap(group: loop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(DatagramCollector(promise: promise, decide: decide))
+                }
+            }
+            .withBoundSocket(fd)
+            .whenComplete { result in
+                switch result {
+                case .failure(let error):
+                    promise.succeed(.failure(describe(error)))
+                case .success(let channel):
+                    channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: ByteBuffer(bytes: payload)), promise: nil)
+                    done.whenComplete { _ in channel.close(promise: nil) }
+                }
+            }
+    }
+
     /// A DNS query (RFC 1035 §4.1) for `name` and `type`, recursion desired.
     public static func dnsQuery(id: UInt16, name: String, type: String) -> [UInt8] {
         var q: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xFF), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]

@@ -16,7 +16,7 @@ public struct ProbeSpec: Hashable, Sendable {
         case http([HTTPExpectation], virtualhost: String?)
         /// MISC_CHECK: the program exits 0 (with `dynamic`, 2...255 is also a success, with weight
         /// code - 2); `timeout` is misc_timeout.
-        case misc(argv: [String], dynamic: Bool)
+        case misc(argv: [String], dynamic: Bool, identity: ScriptIdentity? = nil)
         /// SMTP_CHECK: a 220 banner, then HELO answered with 250.
         case smtp(heloName: String)
         /// UDP_CHECK: the payload is sent; with a reply pattern the answer must match it, without
@@ -141,11 +141,18 @@ public enum Prober {
                 promise.succeed(.failure("bad address"))
                 return outcome.futureResult
             }
-            exchange(echo, with: pingAddress, on: loop, promise: promise, until: outcome.futureResult,
-                     subtype: .init(rawValue: v6 ? Int32(IPPROTO_ICMPV6) : Int32(IPPROTO_ICMP))) { reply in
-                // An echo reply (the kernel's ping socket hands over the ICMP message itself).
-                guard let type = reply.first else { return nil }
-                return type == (v6 ? 129 : 0) ? .success : nil
+            if geteuid() == 0 {
+                // Root: a raw ICMP socket, as keepalived uses (a ping socket also needs the group in
+                // net.ipv4.ping_group_range, which containers often leave empty).
+                rawExchange(echo, with: spec.target.address, at: pingAddress, on: loop, promise: promise, until: outcome.futureResult) { reply in
+                    Prober.isEchoReply(reply, identifier: identifier, v6: v6, withIPHeader: !v6) ? .success : nil
+                }
+            } else {
+                exchange(echo, with: pingAddress, on: loop, promise: promise, until: outcome.futureResult,
+                         subtype: .init(rawValue: v6 ? Int32(IPPROTO_ICMPV6) : Int32(IPPROTO_ICMP))) { reply in
+                    // The kernel's ping socket hands over the ICMP message itself, with its own identifier.
+                    Prober.isEchoReply(reply, identifier: nil, v6: v6, withIPHeader: false) ? .success : nil
+                }
             }
         case .file(let path, let weight, let reverse, let base):
             promise.succeed(Prober.trackFile(path: path, weight: weight, reverse: reverse, base: base))
@@ -169,8 +176,8 @@ public enum Prober {
                      until: outcome.futureResult) { answer in
                 Prober.dnsVerdict(answer, id: id)
             }
-        case .misc(let argv, let dynamic):
-            ScriptRunner.run(argv, timeout: timeout, on: loop).whenSuccess { outcome in
+        case .misc(let argv, let dynamic, let identity):
+            ScriptRunner.run(argv, as: identity, timeout: timeout, on: loop).whenSuccess { outcome in
                 switch outcome {
                 case .exited(0): promise.succeed(.success)
                 case .exited(let code) where dynamic && code >= 2: promise.succeed(.successWithWeight(code - 2))
@@ -195,6 +202,19 @@ public enum Prober {
             check(urls[...], virtualhost: virtualhost, address: address, target: spec.target, tls: spec.tls, bootstrap: bootstrap, promise: promise)
         }
         return outcome.futureResult
+    }
+
+    /// Whether `packet` is an echo reply (to `identifier`, when given); a raw IPv4 socket hands
+    /// over the IP header too.
+    public static func isEchoReply(_ packet: [UInt8], identifier: UInt16?, v6: Bool, withIPHeader: Bool) -> Bool {
+        var start = 0
+        if withIPHeader {
+            guard let first = packet.first, first >> 4 == 4 else { return false }
+            start = Int(first & 0x0F) * 4
+        }
+        guard packet.count >= start + 8, packet[start] == (v6 ? 129 : 0), packet[start + 1] == 0 else { return false }
+        guard let identifier else { return true }
+        return UInt16(packet[start + 4]) << 8 | UInt16(packet[start + 5]) == identifier
     }
 
     /// An ICMP echo request (RFC 792; ICMPv6: RFC 4443), with its checksum (the kernel fills in

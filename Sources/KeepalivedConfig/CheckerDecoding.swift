@@ -49,6 +49,7 @@ extension Decoder {
             case (.misc, "user"):
                 guard item.words.count > 1 else { report(.generalError, "No user specified for misc checker script \(checker.miscPath?.text ?? "")", item); continue }
                 checker.user = item.words[1]
+                checker.group = item.words.count > 2 ? item.words[2] : nil
             case (.dns, "type"):
                 guard let name = word(item, 1) else { continue }
                 let known = ["A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA", "RRSIG", "DNSKEY"]

@@ -135,6 +135,7 @@ public struct CheckerDefinition: Hashable, Sendable {
     public var miscTimeout: UInt32?
     public var miscDynamic = false
     public var user: String?
+    public var group: String?
     // DNS_CHECK
     public var dnsType: String?
     public var dnsName: String?

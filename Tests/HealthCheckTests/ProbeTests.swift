@@ -197,13 +197,36 @@ import Testing
 }
 
 @Suite struct PingTests {
-    /// An ICMP ping socket needs root or a ping_group_range that includes the group: skipped otherwise.
-    static var permitted: Bool { getuid() == 0 }
+    /// Root uses a raw ICMP socket; others a ping socket, which needs net.ipv4.ping_group_range to
+    /// include their group: skipped when neither is possible.
+    static var permitted: Bool {
+        if geteuid() == 0 { return true }
+        let s = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), Int32(IPPROTO_ICMP))
+        if s >= 0 { close(s) }
+        return s >= 0
+    }
 
     @Test(.enabled(if: PingTests.permitted)) func loopbackAnswersAnEcho() throws {
         let result = try Prober.run(ProbeSpec(kind: .ping, target: Endpoint(IPAddress("127.0.0.1")!, 0)), timeout: 1_000_000_000,
                                     on: ProbeTests.group.next()).wait()
         #expect(result == .success)
+        let v6 = try Prober.run(ProbeSpec(kind: .ping, target: Endpoint(IPAddress("::1")!, 0)), timeout: 1_000_000_000,
+                                on: ProbeTests.group.next()).wait()
+        #expect(v6 == .success)
+    }
+
+    @Test func echoRepliesAreRecognised() {
+        var reply = Prober.echoRequest(identifier: 0x1234, v6: false)
+        reply[0] = 0
+        #expect(Prober.isEchoReply(reply, identifier: 0x1234, v6: false, withIPHeader: false))
+        #expect(!Prober.isEchoReply(reply, identifier: 0x4321, v6: false, withIPHeader: false))
+        #expect(Prober.isEchoReply([0x45] + Array(repeating: 0, count: 19) + reply, identifier: 0x1234, v6: false, withIPHeader: true))
+        #expect(!Prober.isEchoReply([0x46] + Array(repeating: 0, count: 19) + reply, identifier: 0x1234, v6: false, withIPHeader: true),
+                "IP options move the ICMP header")
+        #expect(!Prober.isEchoReply(Prober.echoRequest(identifier: 0x1234, v6: false), identifier: nil, v6: false, withIPHeader: false),
+                "our own request, seen on a raw socket")
+        #expect(!Prober.isEchoReply([0x45, 0], identifier: nil, v6: false, withIPHeader: true))
+        #expect(!Prober.isEchoReply([], identifier: nil, v6: true, withIPHeader: false))
     }
 
     @Test func echoRequestChecksum() {

@@ -70,17 +70,27 @@ virtual_server 127.0.0.1 18380 {
     }
 }
 CONF
-# A second service whose real server is judged by a MISC_CHECK script, with notify scripts.
+# A second service whose real server is judged by a MISC_CHECK script, with notify scripts; with
+# omega, its notify_down and quorum_down also run when lvsd stops. As root, notify_up runs as the
+# user given after it (nobody), in a directory nobody may write to.
 touch "$work/rs3-healthy"
+as_nobody=""
+if [[ $(id -u) == 0 ]]; then
+    chmod 755 "$work"; mkdir -m 1777 "$work/drop"; as_nobody=nobody
+else
+    mkdir "$work/drop"
+fi
 cat >>"$work/keepalived.conf" <<CONF
 virtual_server 127.0.0.1 18390 {
     delay_loop 0.3
     lb_algo rr
     lb_kind NAT
     protocol TCP
+    omega
+    quorum_down "/usr/bin/touch $work/rs3-quorum-down"
     real_server 127.0.0.1 18381 {
         notify_down "/usr/bin/touch $work/rs3-notified-down"
-        notify_up "/usr/bin/touch $work/rs3-notified-up"
+        notify_up "/usr/bin/touch $work/drop/rs3-notified-up" $as_nobody
         MISC_CHECK {
             misc_path "/usr/bin/test -e $work/rs3-healthy"
             misc_timeout 2
@@ -91,7 +101,7 @@ virtual_server 127.0.0.1 18390 {
 CONF
 "$bin/lvsd" -t -f "$work/keepalived.conf" || fail "lvsd -t"
 "$bin/lvsd" -f "$work/keepalived.conf" >"$work/out" 2>"$work/err" &
-pids+=($!)
+pids+=($!); lvsd_pid=$!
 for _ in $(seq 100); do grep -q "configuration applied" "$work/err" 2>/dev/null && break; sleep 0.1; done
 
 # get N: N requests through the VIP, each on a new connection; prints the sorted names (or ERR).
@@ -157,5 +167,18 @@ wait_for '[[ -z $(misc_servers) ]]' 5 || fail "MISC_CHECK failure did not take t
 wait_for '[[ -e $work/rs3-notified-down ]]' 5 || fail "notify_down did not run"
 touch "$work/rs3-healthy"
 wait_for '[[ $(misc_servers) == "127.0.0.1:18381 " ]]' 5 || fail "MISC_CHECK server did not rejoin"
-wait_for '[[ -e $work/rs3-notified-up ]]' 5 || fail "notify_up did not run"
+wait_for '[[ -e $work/drop/rs3-notified-up ]]' 5 || fail "notify_up did not run"
+if [[ -n $as_nobody ]]; then
+    [[ $(stat -c %U "$work/drop/rs3-notified-up") == nobody ]] || fail "notify_up did not run as nobody"
+fi
+grep -q "SECURITY VIOLATION - check scripts are being executed but script_security not enabled." "$work/err" \
+    || fail "no warning about scripts run without enable_script_security"
+# Stopping: the live real server is announced as shutting down; omega runs notify_down and quorum_down.
+rm -f "$work/rs3-notified-down" "$work/rs3-quorum-down"
+kill -TERM "$lvsd_pid"
+for _ in $(seq 50); do kill -0 "$lvsd_pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$lvsd_pid" 2>/dev/null && fail "lvsd did not stop"
+grep -q "Shutting down service \[127.0.0.1\]:tcp:18381 from VS \[127.0.0.1\]:tcp:18390" "$work/err" || fail "no shutting-down line"
+[[ -e $work/rs3-notified-down ]] || fail "omega: notify_down did not run at stop"
+[[ -e $work/rs3-quorum-down ]] || fail "omega: quorum_down did not run at stop"
 echo "lvsd-health: ok"

@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/resource.h>
+#include <sys/types.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -103,6 +104,11 @@ static inline void lvs_raise_file_limit(void) {
         setrlimit(RLIMIT_NOFILE, &limit);
     }
 }
+
+/// Starts `path` (no PATH search) with standard input, output and error on /dev/null, in a process
+/// group of its own, as `uid`:`gid` (with `gid` its only supplementary group) when they differ from
+/// ours. The child's pid, or -1 with `*error` set to why the program could not be started.
+pid_t lvs_spawn_as(const char *path, char *const argv[], char *const envp[], uid_t uid, gid_t gid, int *error);
 
 static inline int lvs_errno(void) { return errno; }
 #endif
