@@ -64,6 +64,7 @@ let package = Package(
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "LVSCore"]),
         .testTarget(name: "DirectorTests", dependencies: ["Director", "ControlAPI", "LVSCore", "LVSProxyEngine", "KeepalivedConfig"]),
         .testTarget(name: "HealthCheckTests", dependencies: ["HealthCheck", "LVSCore", .product(name: "NIOPosix", package: "swift-nio")]),
+        .testTarget(name: "LVSPacketTests", dependencies: ["LVSPacket", "LVSCore"]),
         .testTarget(name: "KeepalivedConfigTests", dependencies: ["KeepalivedConfig", "LVSCore"], exclude: ["Corpus"]),
         .testTarget(
             name: "LVSCoreTests",

@@ -1,2 +1,0 @@
-// The LVSPacket target: see DESIGN.md for what lives here. Its issue has not landed yet.
-import LVSCore
