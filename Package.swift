@@ -23,8 +23,13 @@ let package = Package(
         // Header-only C: the Linux calls Swift's Glibc module leaves out (epoll, eventfd, accept4).
         .target(name: "CLinux"),
 
-        // Targets of later stages (see DESIGN.md); each holds only its namespace until its issue lands.
+        // Wire formats and the three rewrites, pure.
         .target(name: "LVSPacket", dependencies: ["LVSCore"]),
+        // The table as the engines and the control plane share it (a lock, the table's clocks).
+        .target(name: "LVSState", dependencies: ["LVSCore", .product(name: "NIOCore", package: "swift-nio"),
+                                                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
+        // Thin wrappers over Linux: rtnetlink, AF_PACKET, sysctl, running nft.
+        .target(name: "LinuxNet", dependencies: ["CLinux", "LVSCore"]),
         .target(name: "KeepalivedConfig", dependencies: ["LVSCore"]),
         .target(name: "ControlAPI", dependencies: ["LVSCore"]),
         .target(
@@ -34,18 +39,23 @@ let package = Package(
         ),
         .target(
             name: "LVSProxyEngine",
-            dependencies: ["LVSCore", "CLinux", .product(name: "NIOCore", package: "swift-nio"),
+            dependencies: ["LVSCore", "LVSState", "CLinux", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]
         ),
         .target(
+            name: "LVSPacketEngine",
+            dependencies: ["LVSCore", "LVSPacket", "LVSState", "LinuxNet", "CLinux", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
+        ),
+        .target(
             name: "Director",
-            dependencies: ["LVSCore", "ControlAPI", "LVSProxyEngine", "KeepalivedConfig", "HealthCheck",
+            dependencies: ["LVSCore", "LVSState", "ControlAPI", "LVSProxyEngine", "LVSPacketEngine", "KeepalivedConfig", "HealthCheck",
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]
         ),
-        .executableTarget(name: "lvsd", dependencies: ["Director", "LVSProxyEngine", "KeepalivedConfig", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "lvsd", dependencies: ["Director", "LVSProxyEngine", "LVSPacketEngine", "LinuxNet", "KeepalivedConfig", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "ipvsadm", dependencies: ["ControlAPI"]),
         .executableTarget(name: "genhash", dependencies: ["HealthCheck", "LVSCore", .product(name: "NIOCore", package: "swift-nio"),
                                                           .product(name: "NIOPosix", package: "swift-nio")]),

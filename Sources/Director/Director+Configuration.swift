@@ -96,7 +96,7 @@ extension Director {
             for line in setup.scriptMessages { self.logger.warning("\(line)") }
             // The listeners first: a service that cannot be served refuses the whole configuration
             // before anything (the checkers included) has changed.
-            let wanted = Set(plan.services.map(\.config.key).filter(ProxyEngine.serves))
+            let wanted = Set(plan.services.map(\.config.key).filter(self.proxied))
             let missing = wanted.subtracting(self.engine.listeningKeys)
             return self.engine.listen(missing).flatMap { refused in
                 guard refused.isEmpty else {
@@ -146,7 +146,7 @@ extension Director {
     private func applyNow(_ plan: TablePlan) -> EventLoopFuture<ConfigurationOutcome> {
         loop.flatSubmit {
             let changes = self.appliedPlan.changes(to: plan)
-            let wanted = Set(plan.services.map(\.config.key).filter(ProxyEngine.serves))
+            let wanted = Set(plan.services.map(\.config.key).filter(self.proxied))
             let missing = wanted.subtracting(self.engine.listeningKeys)
             return self.engine.listen(missing).map { refused in
                 guard refused.isEmpty else {
@@ -162,6 +162,7 @@ extension Director {
                     (TablePlan.apply(changes, to: &table), table.serviceSnapshots.map(\.config.key))
                 }
                 self.engine.stopListening(self.engine.listeningKeys.subtracting(keys))
+                self.tableChanged()
                 self.appliedPlan = plan
                 var failures: [String] = []
                 for (change, error) in results {

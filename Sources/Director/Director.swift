@@ -2,10 +2,16 @@ import ControlAPI
 import HealthCheck
 import KeepalivedConfig
 import LVSCore
+import LVSState
+import LVSPacketEngine
 import LVSProxyEngine
 import Logging
 import NIOCore
 import NIOPosix
+
+#if canImport(Dispatch)
+import Dispatch
+#endif
 
 /// The director: owns the virtual server table, runs the forwarding engine (whose first worker keeps
 /// the table's clocks: expiry, rates), applies keepalived.conf, and answers ipvsadm over the control
@@ -31,6 +37,10 @@ public final class Director: @unchecked Sendable {
     lazy var monitor = HealthMonitor(loop: state.loop, logger: logger)
     /// Table changes are applied one after the other (a reload and a checker may both want one).
     var applying: EventLoopFuture<Void>?
+    /// With `--engine packet`: it forwards every service, and the proxy serves none.
+    public private(set) var packetEngine: PacketEngine?
+    /// The packet engine's rule and next-hop updates, one at a time (nft and netlink block).
+    private let packetUpdates = DispatchQueue(label: "lvsd-packet-updates")
 
     /// - Parameter loops: the worker event loops; the first also runs the control plane.
     public init(loops: [EventLoop], settings: IPVSSettings = IPVSSettings(), logger: Logger,
@@ -42,6 +52,32 @@ public final class Director: @unchecked Sendable {
     }
 
     public var loop: EventLoop { state.loop }
+
+    /// Hands forwarding to the packet engine (before any service is added).
+    public func usePacketEngine(_ options: PacketEngine.Options) throws {
+        let engine = try PacketEngine(state: state, logger: logger, options: options)
+        engine.start()
+        packetEngine = engine
+        logger.info("packet engine started", metadata: ["interfaces": "\(options.interfaces.joined(separator: ","))"])
+    }
+
+    /// Whether the proxy engine is to listen for a service.
+    func proxied(_ key: VirtualService.Key) -> Bool {
+        packetEngine == nil && ProxyEngine.serves(key)
+    }
+
+    /// The table changed: the packet engine updates its rules and next hops (off the loop).
+    func tableChanged() {
+        guard let engine = packetEngine else { return }
+        let logger = self.logger
+        packetUpdates.async {
+            do {
+                try engine.tableChanged()
+            } catch {
+                logger.error("packet engine cannot follow the table", metadata: ["error": "\(error)"])
+            }
+        }
+    }
 
     // MARK: Commands
 
@@ -66,7 +102,7 @@ public final class Director: @unchecked Sendable {
             let wanted: Set<VirtualService.Key> = {
                 var trial = s.snapshot
                 _ = self.session.run(request.argv, stdin: request.stdin, on: &trial, now: now)
-                return Set(trial.serviceSnapshots.map(\.config.key).filter(ProxyEngine.serves))
+                return Set(trial.serviceSnapshots.map(\.config.key).filter(self.proxied))
             }()
             let missing = wanted.subtracting(self.engine.listeningKeys)
             return self.engine.listen(missing).map { failures in
@@ -84,6 +120,7 @@ public final class Director: @unchecked Sendable {
                     return (output, table.serviceSnapshots.map(\.config.key))
                 }
                 self.engine.stopListening(self.engine.listeningKeys.subtracting(keys))
+                self.tableChanged()
                 return output
             }
         }
@@ -138,6 +175,10 @@ public final class Director: @unchecked Sendable {
             self.roster = []
             return self.announce(farewell, timeout: Director.shutdownScriptTimeout)
         }.flatMap {
+            if let packet = self.packetEngine {
+                // Blocks for the packet thread to end and nft to remove the rules (well under a second).
+                self.packetUpdates.sync { packet.stop() }
+            }
             let closing = [self.engine.stop(), self.control?.close() ?? self.loop.makeSucceededVoidFuture(), self.monitor.stop()]
             if let path = self.controlPath { ControlSocketFile.removeStale(path) }
             return EventLoopFuture.andAllComplete(closing, on: self.loop)

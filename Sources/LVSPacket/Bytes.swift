@@ -73,7 +73,7 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
         p[o + 3] = bytes.3; p[o + 4] = bytes.4; p[o + 5] = bytes.5
     }
 
-    static func read(_ p: UnsafeRawBufferPointer, at o: Int) -> MACAddress {
+    public static func read(_ p: UnsafeRawBufferPointer, at o: Int) -> MACAddress {
         MACAddress(p[o], p[o + 1], p[o + 2], p[o + 3], p[o + 4], p[o + 5])
     }
 }

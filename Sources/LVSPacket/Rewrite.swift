@@ -16,17 +16,19 @@ public enum Rewrite {
         }
     }
 
-    /// NAT toward the real server: the destination address and (TCP/UDP/SCTP) port.
-    public static func setDestination(_ p: UnsafeMutableRawBufferPointer, _ f: inout Frame, address: IPAddress, port: UInt16) {
-        replace(p, &f, address: address, port: port, source: false)
+    /// NAT toward the real server: the destination address and (TCP/UDP/SCTP) port. `partial`: the
+    /// transport checksum is left for the NIC to finish (its field holds only the pseudo-header's
+    /// sum, as CHECKSUM_PARTIAL has it), so only the address part of it changes.
+    public static func setDestination(_ p: UnsafeMutableRawBufferPointer, _ f: inout Frame, address: IPAddress, port: UInt16, partial: Bool = false) {
+        replace(p, &f, address: address, port: port, source: false, partial: partial)
     }
 
     /// NAT back to the client: the source becomes the virtual service's address and port.
-    public static func setSource(_ p: UnsafeMutableRawBufferPointer, _ f: inout Frame, address: IPAddress, port: UInt16) {
-        replace(p, &f, address: address, port: port, source: true)
+    public static func setSource(_ p: UnsafeMutableRawBufferPointer, _ f: inout Frame, address: IPAddress, port: UInt16, partial: Bool = false) {
+        replace(p, &f, address: address, port: port, source: true, partial: partial)
     }
 
-    static func replace(_ p: UnsafeMutableRawBufferPointer, _ f: inout Frame, address: IPAddress, port: UInt16, source: Bool) {
+    static func replace(_ p: UnsafeMutableRawBufferPointer, _ f: inout Frame, address: IPAddress, port: UInt16, source: Bool, partial: Bool) {
         let old = source ? f.source : f.destination
         let oldPort = source ? f.sourcePort : f.destinationPort
         let n = f.network
@@ -36,7 +38,10 @@ public enum Rewrite {
             p.setU32(n + (source ? 12 : 16), address.v4)
             p.setU16(n + 10, Checksum.adjust(p.u16(n + 10), old: old.v4, new: address.v4))
         }
-        if let c = transportChecksumOffset(f) {
+        if partial, let c = transportChecksumOffset(f) {
+            // The pseudo-header sum is kept uncomplemented: the complement's update, complemented.
+            p.setU16(c, ~Checksum.adjust(~p.u16(c), old: old, new: address))
+        } else if let c = transportChecksumOffset(f) {
             let udpWithout = f.protocolNumber == IPProtocolNumber.udp && p.u16(c) == 0 && !f.isV6
             if !udpWithout {
                 var sum = Checksum.adjust(p.u16(c), old: old, new: address)
@@ -59,7 +64,7 @@ public enum Rewrite {
             f.destination = address
             if hasPorts { f.destinationPort = port }
         }
-        if f.protocolNumber == IPProtocolNumber.sctp && hasPorts { SCTPChecksum.update(p, f) }
+        if f.protocolNumber == IPProtocolNumber.sctp && hasPorts && !partial { SCTPChecksum.update(p, f) }
     }
 
     @inlinable static func writeV6(_ p: UnsafeMutableRawBufferPointer, at o: Int, _ a: IPAddress) {

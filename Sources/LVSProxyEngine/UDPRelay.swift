@@ -1,4 +1,5 @@
 import LVSCore
+import LVSState
 import NIOCore
 import NIOPosix
 

@@ -4,6 +4,7 @@ import Director
 import Dispatch
 import Foundation
 import KeepalivedConfig
+import LVSPacketEngine
 import LVSProxyEngine
 import Logging
 import NIOCore
@@ -26,6 +27,9 @@ let usage = """
                               expansion) and the table it asks for, then exit
       -i, --config-id ID      the id `@ID` lines are matched against (default: short host name)
           --engine NAME       proxy (default), packet or kernel
+          --interface IF[,IF...]
+                              packet engine: the interfaces whose traffic it forwards (clients'
+                              side, and the real servers' side for NAT replies)
           --control PATH      control socket (also LVSD_SOCKET; default /run/lvsd.sock as root,
                               otherwise $XDG_RUNTIME_DIR/lvsd.sock or /tmp/lvsd-UID.sock)
       -n, --dont-fork         stay in the foreground (lvsd always does)
@@ -51,6 +55,7 @@ var dumpConfig = false
 var reloadRequest = false
 var configID: String?
 var engineName = "proxy"
+var interfaces: [String] = []
 var controlPath: String?
 var detail = false
 var demo = false
@@ -79,6 +84,7 @@ while let arg = args.popFirst() {
     case "reload": reloadRequest = true
     case "--engine": engineName = inline ?? value(name)
     case "--control": controlPath = inline ?? value(name)
+    case "--interface", "-I": interfaces += (inline ?? value(name)).split(separator: ",").map(String.init)
     case "-n", "--dont-fork", "-l", "--log-console": break
     case "-D", "--log-detail": detail = true
     case "--workers":
@@ -128,7 +134,8 @@ if configTest || dumpConfig {
 }
 switch engineName {
 case "proxy": break
-case "packet", "kernel": fail("the \(engineName) engine is not available in this build (use --engine proxy)")
+case "packet": if interfaces.isEmpty { fail("--engine packet needs --interface IF[,IF...]") }
+case "kernel": fail("the kernel engine is not available in this build (use --engine proxy or packet)")
 default: fail("unknown engine \(engineName) (proxy, packet or kernel)")
 }
 
@@ -145,9 +152,17 @@ let group = MultiThreadedEventLoopGroup(numberOfThreads: workers)
 let names = FileNames()
 let director = Director(loops: Array(group.makeIterator()), logger: logger, session: IPVSAdmSession(resolver: names, names: names),
                         engineOptions: engineOptions)
+if engineName == "packet" {
+    do {
+        try director.usePacketEngine(PacketEngine.Options(interfaces: interfaces))
+    } catch {
+        fail("\(error)", code: 1)
+    }
+}
 do {
     try director.serveControl(at: path).wait()
 } catch {
+    director.packetEngine?.stop()
     fail("\(error)", code: 1)
 }
 logger.info("lvsd started", metadata: ["engine": "\(engineName)", "control": "\(path)", "workers": "\(workers)"])

@@ -110,5 +110,26 @@ static inline void lvs_raise_file_limit(void) {
 /// ours. The child's pid, or -1 with `*error` set to why the program could not be started.
 pid_t lvs_spawn_as(const char *path, char *const argv[], char *const envp[], uid_t uid, gid_t gid, int *error);
 
+/// The virtio_net_hdr each frame of a packet socket carries in front (PACKET_VNET_HDR).
+enum { LVS_VNET_HEADER = 10 };
+
+/// An AF_PACKET socket: `receive` bound to `ifindex` for every protocol, without the frames this
+/// host sends; otherwise one that only sends (to any interface). Both carry a virtio_net_hdr
+/// before each frame. The descriptor, or -errno.
+int lvs_packet_socket(int ifindex, int receive);
+
+/// Receives up to `count` (at most 64) frames, frame i at `base + i * stride + headroom` (its
+/// virtio_net_hdr in the 10 bytes before); fills in their lengths (without the header) and flags (1: truncated, 2: checksum left to the NIC, 4: outgoing, 8: broadcast or
+/// multicast, 16: for another host). The number received (0 when none waits), or -errno.
+int lvs_packet_receive(int fd, uint8_t *base, int stride, int headroom, int count, int32_t *lengths, uint32_t *flags);
+
+/// Sends `count` (at most 64) frames, each `frames[i]` starting with its virtio_net_hdr (counted in
+/// `lengths[i]`), out of interface `ifindexes[i]`; `*failures` is how many
+/// the kernel refused (a full queue, an interface gone). Returns `count`.
+int lvs_packet_send(int fd, uint8_t *const *frames, const int32_t *lengths, const int32_t *ifindexes, int count, int *failures);
+
+/// if_nametoindex (0 when there is no such interface).
+int lvs_interface_index(const char *name);
+
 static inline int lvs_errno(void) { return errno; }
 #endif

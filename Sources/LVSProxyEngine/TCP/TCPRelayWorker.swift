@@ -1,6 +1,7 @@
 import CLinux
 import Glibc
 import LVSCore
+import LVSState
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore

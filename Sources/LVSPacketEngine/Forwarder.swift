@@ -1,0 +1,318 @@
+import LVSCore
+import LVSPacket
+
+/// Why the engine dropped a frame it had taken from the kernel; each is counted.
+public enum PacketDrop: Int, CaseIterable, Sendable {
+    case malformed
+    case truncated
+    /// A first fragment (the kernel keeps the rest; there is nothing to forward it with).
+    case fragment
+    /// A TCP segment that cannot start a connection, with no connection: the kernel would give it
+    /// to the local stack.
+    case notScheduled
+    /// No real server available: answered with ICMP port unreachable.
+    case noDestination
+    /// The table refused it (full, or its real server is gone).
+    case table
+    /// The next hop's Ethernet address is not known yet.
+    case noNextHop
+    /// Its hop limit ran out: answered with ICMP time exceeded.
+    case hopLimit
+    /// Too big for the path with DF set (or IPv6): answered with fragmentation needed / packet too big.
+    case tooBig
+    /// A forwarding method this engine does not do (local, bypass), or a real server on this host.
+    case unsupported
+    /// The kernel refused to send it.
+    case sendFailed
+
+    public var label: String {
+        switch self {
+        case .malformed: return "malformed"
+        case .truncated: return "truncated"
+        case .fragment: return "fragment"
+        case .notScheduled: return "not scheduled"
+        case .noDestination: return "no destination"
+        case .table: return "refused by the table"
+        case .noNextHop: return "no next hop"
+        case .hopLimit: return "hop limit"
+        case .tooBig: return "too big"
+        case .unsupported: return "unsupported"
+        case .sendFailed: return "send failed"
+        }
+    }
+}
+
+/// The engine's counters (owned by its thread; read as a copy).
+public struct PacketCounters: Sendable, Hashable {
+    public var received: UInt64 = 0
+    /// Frames left to the kernel (not for a virtual service).
+    public var passed: UInt64 = 0
+    public var forwarded: UInt64 = 0
+    public var replies: UInt64 = 0
+    public var icmpSent: UInt64 = 0
+    public var drops = [UInt64](repeating: 0, count: PacketDrop.allCases.count)
+    public var malformed = [UInt64](repeating: 0, count: FrameError.allCases.count)
+
+    public init() {}
+
+    public var dropped: UInt64 { drops.reduce(0, +) }
+}
+
+/// What to do with one frame.
+public enum FrameAction: Sendable, Hashable {
+    /// Not the engine's: the kernel has it too.
+    case pass
+    case drop(PacketDrop)
+    /// Send `length` bytes from `start` out of `interface`.
+    case send(start: Int, length: Int, interface: Int32)
+}
+
+/// The virtio_net_hdr before each frame (PACKET_VNET_HDR, little-endian): a GRO/TSO super-packet
+/// says how to cut it, a partial checksum where the NIC is to finish it.
+public struct VirtioHeader: Sendable, Hashable {
+    public static let size = 10
+    public var flags: UInt8 = 0
+    public var gsoType: UInt8 = 0
+    public var headerLength: UInt16 = 0
+    public var gsoSize: UInt16 = 0
+    public var checksumStart: UInt16 = 0
+    public var checksumOffset: UInt16 = 0
+
+    public init() {}
+
+    /// VIRTIO_NET_HDR_F_NEEDS_CSUM.
+    public var needsChecksum: Bool { flags & 1 != 0 }
+    public var isGSO: Bool { gsoType & 0x7F != 0 }
+
+    public init(_ p: UnsafeMutableRawBufferPointer, at o: Int) {
+        flags = p[o]
+        gsoType = p[o + 1]
+        headerLength = UInt16(p[o + 2]) | UInt16(p[o + 3]) << 8
+        gsoSize = UInt16(p[o + 4]) | UInt16(p[o + 5]) << 8
+        checksumStart = UInt16(p[o + 6]) | UInt16(p[o + 7]) << 8
+        checksumOffset = UInt16(p[o + 8]) | UInt16(p[o + 9]) << 8
+    }
+
+    public func write(to p: UnsafeMutableRawBufferPointer, at o: Int) {
+        p[o] = flags
+        p[o + 1] = gsoType
+        p.storeBytes(of: headerLength.littleEndian, toByteOffset: o + 2, as: UInt16.self)
+        p.storeBytes(of: gsoSize.littleEndian, toByteOffset: o + 4, as: UInt16.self)
+        p.storeBytes(of: checksumStart.littleEndian, toByteOffset: o + 6, as: UInt16.self)
+        p.storeBytes(of: checksumOffset.littleEndian, toByteOffset: o + 8, as: UInt16.self)
+    }
+}
+
+/// The packet path's decisions, one frame at a time, without I/O: the engine hands it a frame in a
+/// buffer (with headroom before it for a tunnel header, its virtio_net_hdr just before it) and
+/// sends what it says (each frame to send is preceded by its virtio_net_hdr). Owned by one thread.
+public struct Forwarder {
+    /// Where a NAT connection's replies go: the interface its first packet came in on and the
+    /// Ethernet address it came from (the client, or the router before it).
+    struct ReturnPath {
+        var interface: Int32
+        var mac: MACAddress
+        var generation: UInt16
+        var valid: Bool
+    }
+
+    public private(set) var counters = PacketCounters()
+    private var returnPaths: UnsafeMutablePointer<ReturnPath>
+    private let capacity: Int
+    /// Tunnel types by real server (from the table; `-i` with `--tun-type`).
+    public var tunnels: [Endpoint: TunnelConfig] = [:]
+    /// The Ethernet address of each interface frames arrive on (for ICMP answers).
+    public var interfaceMACs: [Int32: MACAddress] = [:]
+    private var identification: UInt16 = 1
+
+    public init(capacity: Int) {
+        self.capacity = max(capacity, 1)
+        returnPaths = .allocate(capacity: self.capacity)
+        returnPaths.initialize(repeating: ReturnPath(interface: 0, mac: .zero, generation: 0, valid: false), count: self.capacity)
+    }
+
+    /// Frees the return-path table; the forwarder must not be used after.
+    public func release() {
+        returnPaths.deallocate()
+    }
+
+    /// Handles the frame of `length` bytes at `start` in `buffer` (which has `start` bytes of
+    /// headroom before it), received on `interface`.
+    public mutating func handle(_ buffer: UnsafeMutableRawBufferPointer, start: Int, length: Int, flags: UInt32, interface: Int32,
+                                table: inout IPVS, hops: [IPAddress: NextHop], missing: inout [IPAddress], now: Int64) -> FrameAction {
+        counters.received &+= 1
+        let frameBytes = UnsafeMutableRawBufferPointer(rebasing: buffer[start..<(start + length)])
+        let frame: Frame
+        switch Frame.parse(UnsafeRawBufferPointer(frameBytes)) {
+        case .success(let f): frame = f
+        case .failure(.notIP):
+            counters.passed &+= 1
+            return .pass
+        case .failure(let e):
+            // The kernel sees the same frame and drops it itself (ip_rcv's checks).
+            counters.malformed[e.rawValue] &+= 1
+            counters.passed &+= 1
+            return .pass
+        }
+        guard frame.fragment != .later, flags & 16 == 0 else {
+            counters.passed &+= 1
+            return .pass
+        }
+        if flags & 1 != 0 { return drop(.truncated) }
+        let virtio = start >= VirtioHeader.size ? VirtioHeader(buffer, at: start - VirtioHeader.size) : VirtioHeader()
+        var f = frame
+        // Offsets from here on are in `buffer`.
+        f.network += start
+        f.transport += start
+        f.end += start
+        let summary = frame.summary()
+        switch table.inbound(summary, now: now) {
+        case .notVirtual:
+            return reply(buffer, &f, summary: summary, frameStart: start, virtio: virtio, table: &table, hops: hops, missing: &missing, now: now)
+        case .pass:
+            return drop(.notScheduled)
+        case .drop:
+            return drop(.table)
+        case .noDestination:
+            return answer(.portUnreachable, buffer, f, frameStart: start, interface: interface, reason: .noDestination)
+        case .forward(let forwarding):
+            if frame.fragment == .first { return drop(.fragment) }
+            return forward(buffer, &f, forwarding, frameStart: start, virtio: virtio, interface: interface, hops: hops, missing: &missing)
+        }
+    }
+
+    private mutating func drop(_ reason: PacketDrop) -> FrameAction {
+        counters.drops[reason.rawValue] &+= 1
+        return .drop(reason)
+    }
+
+    /// An ICMP error back to the frame's sender, out of the interface it came in on, from the
+    /// address it was sent to (the VIP, as the kernel's icmp_send picks for a local destination);
+    /// written over the frame's headroom-free copy at the end of the buffer.
+    private mutating func answer(_ error: ICMPMessage.Error, _ buffer: UnsafeMutableRawBufferPointer, _ f: Frame, frameStart: Int,
+                                 interface: Int32, reason: PacketDrop) -> FrameAction {
+        counters.drops[reason.rawValue] &+= 1
+        let ro = UnsafeRawBufferPointer(buffer)
+        guard ICMPMessage.mayAnswer(ro, f), let mac = interfaceMACs[interface] else { return .drop(reason) }
+        // The answer goes after the frame (the quote is read from the frame while it is written),
+        // with room for its virtio_net_hdr.
+        let out = f.end + 64 - f.end % 64 + 64
+        guard out + 1400 <= buffer.count else { return .drop(reason) }
+        var quoted = f
+        quoted.network -= frameStart
+        quoted.transport -= frameStart
+        quoted.end -= frameStart
+        let frameBytes = UnsafeRawBufferPointer(rebasing: ro[frameStart..<f.end])
+        guard let length = ICMPMessage.write(error, about: quoted, in: frameBytes, from: f.destination, sourceMAC: mac,
+                                             into: UnsafeMutableRawBufferPointer(rebasing: buffer[out...])) else { return .drop(reason) }
+        counters.icmpSent &+= 1
+        VirtioHeader().write(to: buffer, at: out - VirtioHeader.size)
+        return .send(start: out, length: length, interface: interface)
+    }
+
+    private mutating func forward(_ buffer: UnsafeMutableRawBufferPointer, _ f: inout Frame, _ forwarding: Forwarding, frameStart: Int,
+                                  virtio: VirtioHeader, interface: Int32, hops: [IPAddress: NextHop], missing: inout [IPAddress]) -> FrameAction {
+        let method = forwarding.method
+        guard method == .gatewaying || method == .masquerade || method == .tunnel else { return drop(.unsupported) }
+        let destination = forwarding.destination
+        if method == .masquerade && forwarding.connection.index >= 0 && Int(forwarding.connection.index) < capacity {
+            let i = Int(forwarding.connection.index)
+            if forwarding.isNew || !returnPaths[i].valid || returnPaths[i].generation != forwarding.connection.generation {
+                returnPaths[i] = ReturnPath(interface: interface, mac: MACAddress.read(UnsafeRawBufferPointer(buffer), at: frameStart + 6),
+                                            generation: forwarding.connection.generation, valid: true)
+            }
+        }
+        guard let hop = hops[destination.address] else {
+            missing.append(destination.address)
+            return drop(.noNextHop)
+        }
+        if hop.isLocal { return drop(.unsupported) }
+        guard Rewrite.decrementHopLimit(buffer, &f) else {
+            return answer(.timeExceeded, buffer, f, frameStart: frameStart, interface: interface, reason: .hopLimit)
+        }
+        let tunnel = method == .tunnel ? tunnelKind(destination) : nil
+        // A tunnel cannot carry a super-packet for the kernel to cut (no GSO type says "inside
+        // IPIP"): such packets are not forwarded by tunnel yet.
+        if tunnel != nil && virtio.isGSO { return drop(.unsupported) }
+        let overhead = tunnel.map { Tunnel.overhead($0) } ?? 0
+        // A super-packet is cut to the path's MTU on the way out (the kernel skips GSO packets here too).
+        if !virtio.isGSO && f.ipLength + overhead > hop.mtu && (f.dontFragment || f.isV6) {
+            // The quote shows the datagram as it arrived (its hop limit before this hop).
+            return answer(.tooBig(mtu: hop.mtu - overhead), buffer, f, frameStart: frameStart, interface: interface, reason: .tooBig)
+        }
+        if method == .masquerade {
+            Rewrite.setDestination(buffer, &f, address: destination.address, port: destination.port, partial: virtio.needsChecksum)
+        }
+        counters.forwarded &+= 1
+        if let tunnel {
+            // The checksum the NIC was to finish is finished here: it now sits deeper in the frame.
+            if virtio.needsChecksum { Rewrite.completeTransportChecksum(buffer, f) }
+            identification &+= 1
+            let flow = summaryHash(f)
+            guard let (start, length) = Tunnel.encapsulate(buffer, f, kind: tunnel, source: hop.source, destination: destination.address,
+                                                            identification: identification, flowHash: flow,
+                                                            destinationMAC: hop.destinationMAC, sourceMAC: hop.sourceMAC) else {
+                counters.forwarded &-= 1
+                return drop(.unsupported)
+            }
+            VirtioHeader().write(to: buffer, at: start - VirtioHeader.size)
+            return .send(start: start, length: length, interface: hop.interface)
+        }
+        // The frame keeps its virtio_net_hdr: the same offsets, the same segmentation.
+        Rewrite.setMACs(UnsafeMutableRawBufferPointer(rebasing: buffer[frameStart...]), destination: hop.destinationMAC, source: hop.sourceMAC)
+        return .send(start: frameStart, length: f.end - frameStart, interface: hop.interface)
+    }
+
+    /// A NAT reply from a real server: its source becomes the virtual service, and it goes back the
+    /// way the connection's first packet came.
+    private mutating func reply(_ buffer: UnsafeMutableRawBufferPointer, _ f: inout Frame, summary: PacketSummary, frameStart: Int, virtio: VirtioHeader,
+                                table: inout IPVS, hops: [IPAddress: NextHop], missing: inout [IPAddress], now: Int64) -> FrameAction {
+        guard case .masquerade(let connection, let virtual) = table.outbound(summary, now: now) else {
+            counters.passed &+= 1
+            return .pass
+        }
+        guard Rewrite.decrementHopLimit(buffer, &f) else { return drop(.hopLimit) }
+        Rewrite.setSource(buffer, &f, address: virtual.address, port: virtual.port, partial: virtio.needsChecksum)
+        var interface: Int32
+        var destinationMAC: MACAddress
+        let i = Int(connection.index)
+        if i >= 0 && i < capacity && returnPaths[i].valid && returnPaths[i].generation == connection.generation {
+            interface = returnPaths[i].interface
+            destinationMAC = returnPaths[i].mac
+        } else if let hop = hops[f.destination] {
+            interface = hop.interface
+            destinationMAC = hop.destinationMAC
+        } else {
+            missing.append(f.destination)
+            return drop(.noNextHop)
+        }
+        guard let sourceMAC = interfaceMACs[interface] ?? hops.values.first(where: { $0.interface == interface })?.sourceMAC else {
+            return drop(.noNextHop)
+        }
+        Rewrite.setMACs(UnsafeMutableRawBufferPointer(rebasing: buffer[frameStart...]), destination: destinationMAC, source: sourceMAC)
+        counters.replies &+= 1
+        return .send(start: frameStart, length: f.end - frameStart, interface: interface)
+    }
+
+    private func tunnelKind(_ server: Endpoint) -> Tunnel.Kind {
+        guard let t = tunnels[server] else { return .ipip }
+        switch t.kind {
+        case .ipip: return .ipip
+        case .gue: return .gue(port: t.port, checksum: t.checksum != .none)
+        case .gre: return .gre(checksum: t.checksum != .none)
+        }
+    }
+
+    private func summaryHash(_ f: Frame) -> UInt32 {
+        var h = f.source.folded &* 0x9E37_79B1
+        h ^= UInt32(f.sourcePort) << 16 | UInt32(f.destinationPort)
+        h = (h ^ (h >> 15)) &* 0x85EB_CA6B
+        return h ^ (h >> 13)
+    }
+
+    /// The send of an action failed.
+    public mutating func sendFailed(_ count: Int) {
+        counters.drops[PacketDrop.sendFailed.rawValue] &+= UInt64(count)
+        counters.forwarded &-= min(counters.forwarded, UInt64(count))
+    }
+}

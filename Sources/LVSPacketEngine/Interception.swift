@@ -1,0 +1,115 @@
+import LVSCore
+import LinuxNet
+
+/// Keeps the local stack from answering for the virtual services the packet engine forwards.
+///
+/// Why this way: the engine reads frames from AF_PACKET sockets, which see each frame before the
+/// netdev ingress hook; an nftables rule there drops the frames the engine forwards, so the
+/// kernel neither answers them (a director has the VIP on `lo`, and would reset a TCP connection
+/// to a port nothing listens on) nor routes them (NAT replies from real servers would otherwise be
+/// forwarded unrewritten). This needs no kernel module beyond nf_tables, no BPF program, and one
+/// table to remove on the way out; NFQUEUE would cost a netlink round trip per packet, and AF_XDP
+/// a BPF loader and per-driver support.
+///
+/// The rules match what the engine forwards: packets to a service's address, protocol and port
+/// (any port for a port-0 service), and, for NAT real servers, their replies (source address,
+/// protocol and port). Later fragments carry no ports and are left to the kernel. fwmark
+/// services cannot be matched here (the mark is set after this hook).
+public struct Interception: Sendable, Hashable {
+    public var interfaces: [String]
+    public var services: Set<Tuple>
+    public var portlessServices: Set<Host>
+    public var natServers: Set<Tuple>
+
+    public struct Tuple: Sendable, Hashable, Comparable {
+        public var address: IPAddress
+        public var protocolName: String
+        public var port: UInt16
+
+        public static func < (a: Tuple, b: Tuple) -> Bool { (a.address.description, a.protocolName, a.port) < (b.address.description, b.protocolName, b.port) }
+    }
+
+    public struct Host: Sendable, Hashable, Comparable {
+        public var address: IPAddress
+        public var protocolName: String
+
+        public static func < (a: Host, b: Host) -> Bool { (a.address.description, a.protocolName) < (b.address.description, b.protocolName) }
+    }
+
+    public static let table = "lvsd"
+
+    public init(interfaces: [String], services: [ServiceSnapshot] = []) {
+        self.interfaces = interfaces
+        var s: Set<Tuple> = [], h: Set<Host> = [], n: Set<Tuple> = []
+        for service in services {
+            guard case .address(let proto, let address, let port) = service.config.key else { continue }
+            let name = proto.name.lowercased()
+            if port == 0 { h.insert(Host(address: address, protocolName: name)) } else { s.insert(Tuple(address: address, protocolName: name, port: port)) }
+            for server in service.servers where server.config.forwarding == .masquerade {
+                n.insert(Tuple(address: server.config.endpoint.address, protocolName: name,
+                               port: server.config.endpoint.port == 0 ? port : server.config.endpoint.port))
+            }
+        }
+        self.services = s
+        portlessServices = h
+        natServers = n
+    }
+
+    /// The nft script that replaces the engine's table with these rules in one transaction.
+    public var script: String {
+        var text = "add table netdev \(Self.table)\ndelete table netdev \(Self.table)\ntable netdev \(Self.table) {\n"
+        for v6 in [false, true] {
+            let family = v6 ? "6" : "4"
+            let type = v6 ? "ipv6_addr" : "ipv4_addr"
+            let sets: [(String, [String], String)] = [
+                ("services" + family, services.filter { $0.address.isV6 == v6 }.sorted().map { "\($0.address) . \($0.protocolName) . \($0.port)" },
+                 "\(type) . inet_proto . inet_service"),
+                ("hosts" + family, portlessServices.filter { $0.address.isV6 == v6 }.sorted().map { "\($0.address) . \($0.protocolName)" },
+                 "\(type) . inet_proto"),
+                ("replies" + family, natServers.filter { $0.address.isV6 == v6 }.sorted().map { "\($0.address) . \($0.protocolName) . \($0.port)" },
+                 "\(type) . inet_proto . inet_service"),
+            ]
+            for (name, elements, setType) in sets {
+                text += "    set \(name) {\n        type \(setType)\n"
+                if !elements.isEmpty { text += "        elements = { \(elements.joined(separator: ", ")) }\n" }
+                text += "    }\n"
+            }
+        }
+        for (i, interface) in interfaces.enumerated() {
+            text += "    chain ingress\(i) {\n"
+            text += "        type filter hook ingress device \"\(interface)\" priority -500; policy accept;\n"
+            for (ip, family) in [("ip", "4"), ("ip6", "6")] {
+                text += "        \(ip) daddr . meta l4proto . th dport @services\(family) drop\n"
+                text += "        \(ip) daddr . meta l4proto @hosts\(family) drop\n"
+                text += "        \(ip) saddr . meta l4proto . th sport @replies\(family) drop\n"
+            }
+            text += "    }\n"
+        }
+        return text + "}\n"
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Installs (or replaces) the rules.
+    public func apply() throws {
+        let result = Command.run(["nft", "-f", "-"], input: script)
+        guard result.status == 0 else {
+            throw Failure(description: "nft: \(result.output.isEmpty ? "exit status \(result.status)" : result.output.trimmingTrailingNewlines)")
+        }
+    }
+
+    /// Removes the engine's table (nothing if it is not there).
+    public static func remove() {
+        _ = Command.run(["nft", "-f", "-"], input: "add table netdev \(table)\ndelete table netdev \(table)\n")
+    }
+}
+
+extension String {
+    var trimmingTrailingNewlines: String {
+        var s = self
+        while s.hasSuffix("\n") { s.removeLast() }
+        return s
+    }
+}

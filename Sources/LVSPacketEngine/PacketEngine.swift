@@ -1,0 +1,254 @@
+import CLinux
+import LVSCore
+import LVSPacket
+import LVSState
+import LinuxNet
+import Logging
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `packet` engine: IPVS's data plane in user space. One thread reads the frames arriving on
+/// the given interfaces (AF_PACKET), decides for each with the shared table (`Forwarder`), and
+/// sends the rewritten frames out (NAT, direct routing, IP tunnelling); an nftables table keeps
+/// the kernel from answering for the same packets (`Interception`). The table's clocks run on the
+/// same thread between batches.
+public final class PacketEngine: @unchecked Sendable {
+    // @unchecked Sendable: `forwarder`, the sockets and the buffers belong to the packet thread;
+    // `inbox`, `published` and `interception` are behind locks; `hops` is thread-safe.
+    public struct Options: Sendable {
+        public var interfaces: [String]
+        /// Frames taken per system call.
+        public var batch = 64
+
+        public init(interfaces: [String]) {
+            self.interfaces = interfaces
+        }
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public let state: LoadBalancerState
+    let logger: Logger
+    public let options: Options
+    let hops = NextHops()
+    private let interfaceIndexes: [Int32]
+    private var receivers: [PacketSocket] = []
+    private let sender: PacketSocket
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    private var forwarder: Forwarder
+    private let interception = NIOLockedValueBox<Interception?>(nil)
+    private let published = NIOLockedValueBox(PacketCounters())
+    private let inbox = NIOLockedValueBox<[Command]>([])
+    private let finished = NIOLockedValueBox(false)
+
+    enum Command {
+        case tunnels([Endpoint: TunnelConfig])
+        case stop
+    }
+
+    static let stride = 16384
+    static let headroom = 128
+
+    /// Opens the sockets (root, or CAP_NET_RAW and CAP_NET_ADMIN); the thread starts with `start`.
+    public init(state: LoadBalancerState, logger: Logger, options: Options) throws {
+        self.state = state
+        self.logger = logger
+        self.options = options
+        guard !options.interfaces.isEmpty else { throw Failure(description: "the packet engine needs --interface IF[,IF...]") }
+        var indexes: [Int32] = []
+        for name in options.interfaces {
+            guard let i = interfaceIndex(name) else { throw Failure(description: "no interface \(name)") }
+            indexes.append(i)
+        }
+        interfaceIndexes = indexes
+        do {
+            sender = try PacketSocket()
+            for i in indexes { receivers.append(try PacketSocket(receivingOn: i)) }
+        } catch {
+            throw Failure(description: "\(error) (the packet engine needs root, or CAP_NET_RAW and CAP_NET_ADMIN)")
+        }
+        epollFD = lvs_epoll_create()
+        wakeFD = lvs_eventfd()
+        guard epollFD >= 0, wakeFD >= 0 else { throw Failure(description: "epoll or eventfd unavailable") }
+        _ = lvs_epoll_add(epollFD, wakeFD, UInt32(LVS_EPOLLIN), UInt64(receivers.count))
+        for (k, r) in receivers.enumerated() { _ = lvs_epoll_add(epollFD, r.fd, UInt32(LVS_EPOLLIN), UInt64(k)) }
+        let capacity = state.withTable { $0.settings.maxConnections }
+        forwarder = Forwarder(capacity: capacity)
+        let netlink = try? RouteNetlink()
+        for i in indexes {
+            if let link = try? netlink?.link(i), let mac = MACAddress(link.mac) { forwarder.interfaceMACs[i] = mac }
+        }
+        // The rules before the first frame: with no services they drop nothing.
+        try install(Interception(interfaces: options.interfaces))
+    }
+
+    deinit {
+        close(epollFD)
+        close(wakeFD)
+    }
+
+    /// Starts the packet thread.
+    public func start() {
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var thread = pthread_t()
+        let created = pthread_create(&thread, nil, { raw in
+            let engine = Unmanaged<PacketEngine>.fromOpaque(raw!).takeRetainedValue()
+            engine.run()
+            return nil
+        }, context)
+        precondition(created == 0, "cannot start the packet thread")
+        pthread_detach(thread)
+    }
+
+    /// The table changed: the interception rules, the real servers' next hops and the tunnel types
+    /// follow. Blocking (nft, netlink): call it off an event loop's hot path.
+    public func tableChanged() throws {
+        let services = state.withTable { $0.serviceSnapshots }
+        let wanted = Interception(interfaces: options.interfaces, services: services)
+        var servers: Set<IPAddress> = []
+        var tunnels: [Endpoint: TunnelConfig] = [:]
+        for s in services {
+            for r in s.servers {
+                servers.insert(r.config.endpoint.address)
+                if r.config.forwarding == .tunnel { tunnels[r.config.endpoint] = r.config.tunnel }
+            }
+        }
+        hops.track(servers)
+        hops.resolveNow()
+        submit(.tunnels(tunnels))
+        if interception.withLockedValue({ $0 }) != wanted { try install(wanted) }
+    }
+
+    private func install(_ rules: Interception) throws {
+        try rules.apply()
+        interception.withLockedValue { $0 = rules }
+    }
+
+    /// The counters as of the last batch.
+    public var counters: PacketCounters { published.withLockedValue { $0 } }
+
+    /// Stops the thread and removes the interception rules.
+    public func stop() {
+        submit(.stop)
+        for _ in 0..<200 where !finished.withLockedValue({ $0 }) { usleep(5000) }
+        hops.stop()
+        Interception.remove()
+        interception.withLockedValue { $0 = nil }
+        let c = counters
+        var metadata: Logger.Metadata = ["received": "\(c.received)", "forwarded": "\(c.forwarded)", "replies": "\(c.replies)",
+                                         "passed": "\(c.passed)", "icmp": "\(c.icmpSent)"]
+        for reason in PacketDrop.allCases where c.drops[reason.rawValue] > 0 { metadata["dropped: \(reason.label)"] = "\(c.drops[reason.rawValue])" }
+        logger.info("packet engine stopped", metadata: metadata)
+    }
+
+    private func submit(_ command: Command) {
+        inbox.withLockedValue { $0.append(command) }
+        lvs_eventfd_signal(wakeFD)
+    }
+
+    // MARK: The packet thread
+
+    private func run() {
+        lvs_name_thread("lvsd-packet")
+        let batch = min(max(options.batch, 1), 64)
+        let stride = PacketEngine.stride
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: stride * batch, alignment: 64)
+        let lengths = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
+        let flags = UnsafeMutablePointer<UInt32>.allocate(capacity: batch)
+        let outFrames = UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>.allocate(capacity: batch)
+        let outLengths = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
+        let outInterfaces = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
+        let events = lvs_epoll_events(Int32(receivers.count + 1))!
+        defer {
+            buffer.deallocate(); lengths.deallocate(); flags.deallocate()
+            outFrames.deallocate(); outLengths.deallocate(); outInterfaces.deallocate(); free(events)
+            forwarder.release()
+            finished.withLockedValue { $0 = true }
+        }
+        var nextTick: Int64 = 0
+        var nextPublish: Int64 = 0
+        var nextRefresh: Int64 = 0
+        var missing: [IPAddress] = []
+        missing.reserveCapacity(batch)
+        var hopView = hops.snapshot
+        loop: while true {
+            let n = lvs_epoll_wait(epollFD, events, Int32(receivers.count + 1), 100)
+            if n < 0 && lvs_errno() != EINTR {
+                logger.error("packet thread stops: epoll_wait failed", metadata: ["errno": "\(lvs_errno())"])
+                break
+            }
+            for k in 0..<max(n, 0) where lvs_epoll_event_data(events, k) == UInt64(receivers.count) {
+                lvs_eventfd_drain(wakeFD)
+                for command in inbox.withLockedValue({ q -> [Command] in defer { q = [] }; return q }) {
+                    switch command {
+                    case .tunnels(let t): forwarder.tunnels = t
+                    case .stop: break loop
+                    }
+                }
+                hopView = hops.snapshot
+            }
+            // Every interface, until each is drained (a bounded number of batches per wake-up).
+            for (r, receiver) in receivers.enumerated() {
+                let ingress = interfaceIndexes[r]
+                for _ in 0..<64 {
+                    let got: Int
+                    do {
+                        got = try receiver.receive(into: buffer.baseAddress!, stride: stride, headroom: PacketEngine.headroom, count: batch,
+                                                   lengths: lengths, flags: flags)
+                    } catch {
+                        logger.debug("receive failed", metadata: ["error": "\(error)"])
+                        break
+                    }
+                    if got == 0 { break }
+                    let now = state.now
+                    var out = 0
+                    state.withTable { table in
+                        for i in 0..<got {
+                            let slot = UnsafeMutableRawBufferPointer(rebasing: buffer[(i * stride)..<((i + 1) * stride)])
+                            let action = forwarder.handle(slot, start: PacketEngine.headroom, length: Int(lengths[i]), flags: flags[i],
+                                                          interface: ingress, table: &table, hops: hopView, missing: &missing, now: now)
+                            if case .send(let start, let length, let interface) = action {
+                                outFrames[out] = (slot.baseAddress! + start - VirtioHeader.size).assumingMemoryBound(to: UInt8.self)
+                                outLengths[out] = Int32(length + VirtioHeader.size)
+                                outInterfaces[out] = interface
+                                out += 1
+                            }
+                        }
+                    }
+                    if out > 0 {
+                        let failed = sender.send(outFrames, lengths: outLengths, interfaces: outInterfaces, count: out)
+                        if failed > 0 { forwarder.sendFailed(failed) }
+                    }
+                    if !missing.isEmpty {
+                        for a in missing { hops.ask(a) }
+                        missing.removeAll(keepingCapacity: true)
+                    }
+                    if got < batch { break }
+                }
+            }
+            let now = state.now
+            if now >= nextTick {
+                state.tick(now: now)
+                nextTick = now + LoadBalancerState.tickInterval
+                hopView = hops.snapshot
+            }
+            if now >= nextPublish {
+                let c = forwarder.counters
+                published.withLockedValue { $0 = c }
+                nextPublish = now + 200_000_000
+            }
+            if now >= nextRefresh {
+                if nextRefresh != 0 { hops.refresh() }
+                nextRefresh = now + 5_000_000_000
+            }
+        }
+        let c = forwarder.counters
+        published.withLockedValue { $0 = c }
+    }
+}

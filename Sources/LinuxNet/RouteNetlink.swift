@@ -1,0 +1,221 @@
+import CLinux
+import LVSCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A route-netlink (rtnetlink) socket for the questions the packet engine asks the kernel: which
+/// interface and next hop reach an address, the Ethernet address of a neighbour, an interface's
+/// own address and MTU; and the addresses `lvsd realserver` puts on an interface. Blocking, one
+/// request at a time: call it off the packet path.
+public final class RouteNetlink {
+    let fd: Int32
+    private var sequence: UInt32 = 1
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public init() throws {
+        fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0 /* NETLINK_ROUTE */)
+        guard fd >= 0 else { throw Failure(description: "netlink socket: \(String(cString: strerror(errno)))") }
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    // MARK: Messages
+
+    static let getLink: UInt16 = 18, newAddress: UInt16 = 20, deleteAddress: UInt16 = 21, getAddress: UInt16 = 22
+    static let getRoute: UInt16 = 26, getNeighbour: UInt16 = 30
+    static let request: UInt16 = 1, acknowledge: UInt16 = 4, dump: UInt16 = 0x300, replace: UInt16 = 0x100, create: UInt16 = 0x400
+
+    /// One attribute: type and value, padded to 4 bytes.
+    static func attribute(_ type: UInt16, _ value: [UInt8]) -> [UInt8] {
+        let length = 4 + value.count
+        var a = le16(UInt16(length)) + le16(type) + value
+        while a.count % 4 != 0 { a.append(0) }
+        return a
+    }
+
+    static func le16(_ v: UInt16) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8)] }
+    static func le32(_ v: UInt32) -> [UInt8] { le16(UInt16(v & 0xFFFF)) + le16(UInt16(v >> 16)) }
+
+    static func addressBytes(_ a: IPAddress) -> [UInt8] {
+        let w = a.words
+        let words = a.isV6 ? [w.0, w.1, w.2, w.3] : [w.3]
+        return words.flatMap { [UInt8($0 >> 24), UInt8(($0 >> 16) & 0xFF), UInt8(($0 >> 8) & 0xFF), UInt8($0 & 0xFF)] }
+    }
+
+    static func address(_ bytes: ArraySlice<UInt8>) -> IPAddress? {
+        let b = Array(bytes)
+        func word(_ i: Int) -> UInt32 { UInt32(b[i]) << 24 | UInt32(b[i + 1]) << 16 | UInt32(b[i + 2]) << 8 | UInt32(b[i + 3]) }
+        if b.count == 4 { return IPAddress(v4: word(0)) }
+        if b.count == 16 { return IPAddress(v6High: UInt64(word(0)) << 32 | UInt64(word(4)), low: UInt64(word(8)) << 32 | UInt64(word(12))) }
+        return nil
+    }
+
+    /// Sends one request and collects the answers (several for a dump) as (type, body) pairs.
+    func exchange(_ type: UInt16, flags: UInt16, body: [UInt8]) throws -> [(type: UInt16, body: ArraySlice<UInt8>)] {
+        sequence &+= 1
+        let seq = sequence
+        let message = Self.le32(UInt32(16 + body.count)) + Self.le16(type) + Self.le16(flags | Self.request) + Self.le32(seq) + Self.le32(0) + body
+        // No address: an unconnected netlink socket sends to the kernel.
+        let sent = message.withUnsafeBytes { m in send(fd, m.baseAddress, m.count, 0) }
+        guard sent == message.count else { throw Failure(description: "netlink send: \(String(cString: strerror(errno)))") }
+        var answers: [(UInt16, ArraySlice<UInt8>)] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { throw Failure(description: "netlink receive: \(String(cString: strerror(errno)))") }
+            var at = 0
+            while at + 16 <= n {
+                let length = Int(UInt32(buffer[at]) | UInt32(buffer[at + 1]) << 8 | UInt32(buffer[at + 2]) << 16 | UInt32(buffer[at + 3]) << 24)
+                let kind = UInt16(buffer[at + 4]) | UInt16(buffer[at + 5]) << 8
+                let replySeq = UInt32(buffer[at + 8]) | UInt32(buffer[at + 9]) << 8 | UInt32(buffer[at + 10]) << 16 | UInt32(buffer[at + 11]) << 24
+                guard length >= 16, at + length <= n else { break }
+                if replySeq == seq {
+                    switch kind {
+                    case 3: // NLMSG_DONE
+                        return answers
+                    case 2: // NLMSG_ERROR: 0 is an acknowledgement
+                        let code = Int32(bitPattern: UInt32(buffer[at + 16]) | UInt32(buffer[at + 17]) << 8 | UInt32(buffer[at + 18]) << 16 | UInt32(buffer[at + 19]) << 24)
+                        if code == 0 { return answers }
+                        throw Failure(description: String(cString: strerror(-code)))
+                    default:
+                        answers.append((kind, buffer[(at + 16)..<(at + length)]))
+                        if flags & Self.dump == 0 && flags & Self.acknowledge == 0 { return answers }
+                    }
+                }
+                at += (length + 3) & ~3
+            }
+        }
+    }
+
+    /// The attributes after a fixed header of `skip` bytes.
+    static func attributes(_ body: ArraySlice<UInt8>, skip: Int) -> [UInt16: ArraySlice<UInt8>] {
+        var result: [UInt16: ArraySlice<UInt8>] = [:]
+        var at = body.startIndex + skip
+        while at + 4 <= body.endIndex {
+            let length = Int(UInt16(body[at]) | UInt16(body[at + 1]) << 8)
+            let type = (UInt16(body[at + 2]) | UInt16(body[at + 3]) << 8) & 0x3FFF
+            guard length >= 4, at + length <= body.endIndex else { break }
+            result[type] = body[(at + 4)..<(at + length)]
+            at += (length + 3) & ~3
+        }
+        return result
+    }
+
+    static func int32(_ b: ArraySlice<UInt8>?) -> Int32? {
+        guard let b, b.count >= 4 else { return nil }
+        let s = b.startIndex
+        return Int32(bitPattern: UInt32(b[s]) | UInt32(b[s + 1]) << 8 | UInt32(b[s + 2]) << 16 | UInt32(b[s + 3]) << 24)
+    }
+
+    // MARK: Questions
+
+    /// How the kernel would send a packet to `destination`.
+    public struct Route: Sendable, Hashable {
+        public var interface: Int32
+        /// The next hop when it is not the destination itself.
+        public var gateway: IPAddress?
+        /// The address the kernel would send from.
+        public var preferredSource: IPAddress?
+        /// The route's own MTU, when it has one (the interface's otherwise).
+        public var mtu: Int?
+        /// The destination is one of this host's addresses.
+        public var isLocal: Bool
+    }
+
+    public func route(to destination: IPAddress) throws -> Route {
+        let family: UInt8 = destination.isV6 ? UInt8(AF_INET6) : UInt8(AF_INET)
+        let length: UInt8 = destination.isV6 ? 128 : 32
+        // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags (u32).
+        let header: [UInt8] = [family, length, 0, 0, 0, 0, 0, 0] + Self.le32(0)
+        let answers = try exchange(Self.getRoute, flags: 0, body: header + Self.attribute(1 /* RTA_DST */, Self.addressBytes(destination)))
+        guard let answer = answers.first, answer.body.count >= 12 else { throw Failure(description: "no route to \(destination)") }
+        let a = Self.attributes(answer.body, skip: 12)
+        let type = answer.body[answer.body.startIndex + 7]
+        guard let oif = Self.int32(a[4 /* RTA_OIF */]) else { throw Failure(description: "no route to \(destination)") }
+        var mtu: Int?
+        if let metrics = a[8 /* RTA_METRICS */] {
+            let m = Self.attributes(metrics, skip: 0)
+            if let v = Self.int32(m[2 /* RTAX_MTU */]), v > 0 { mtu = Int(v) }
+        }
+        return Route(interface: oif, gateway: a[5 /* RTA_GATEWAY */].flatMap { Self.address($0) },
+                     preferredSource: a[7 /* RTA_PREFSRC */].flatMap { Self.address($0) }, mtu: mtu, isLocal: type == 2 /* RTN_LOCAL */)
+    }
+
+    /// A neighbour's Ethernet address on `interface`, when the kernel has one that is usable
+    /// (reachable, stale, delay, probe or permanent).
+    public func neighbour(_ address: IPAddress, on interface: Int32) throws -> [UInt8]? {
+        let family: UInt8 = address.isV6 ? UInt8(AF_INET6) : UInt8(AF_INET)
+        // struct ndmsg: family, pad1, pad2 (u16), ifindex (i32), state (u16), flags, type.
+        let header: [UInt8] = [family, 0, 0, 0] + Self.le32(UInt32(bitPattern: interface)) + [0, 0, 0, 0]
+        let answers = try exchange(Self.getNeighbour, flags: Self.dump, body: header)
+        let wanted = Self.addressBytes(address)
+        for answer in answers where answer.body.count >= 12 {
+            let b = answer.body
+            let s = b.startIndex
+            let index = Self.int32(b[(s + 4)..<(s + 8)])
+            let state = UInt16(b[s + 8]) | UInt16(b[s + 9]) << 8
+            guard index == interface else { continue }
+            let a = Self.attributes(b, skip: 12)
+            guard let dst = a[1 /* NDA_DST */], Array(dst) == wanted else { continue }
+            // NUD_INCOMPLETE 0x01 and NUD_FAILED 0x20 have no usable address.
+            guard state & 0xDE != 0, let mac = a[2 /* NDA_LLADDR */], mac.count == 6 else { return nil }
+            return Array(mac)
+        }
+        return nil
+    }
+
+    /// An interface's name, Ethernet address and MTU.
+    public struct Link: Sendable, Hashable {
+        public var index: Int32
+        public var name: String
+        public var mac: [UInt8]
+        public var mtu: Int
+        public var isUp: Bool
+    }
+
+    public func link(_ index: Int32) throws -> Link {
+        // struct ifinfomsg: family, pad, type (u16), index (i32), flags (u32), change (u32).
+        let header: [UInt8] = [0, 0, 0, 0] + Self.le32(UInt32(bitPattern: index)) + Self.le32(0) + Self.le32(0)
+        let answers = try exchange(Self.getLink, flags: 0, body: header)
+        guard let answer = answers.first, answer.body.count >= 16 else { throw Failure(description: "no interface \(index)") }
+        let a = Self.attributes(answer.body, skip: 16)
+        let flags = Self.int32(answer.body[(answer.body.startIndex + 8)..<(answer.body.startIndex + 12)]) ?? 0
+        let name = a[3 /* IFLA_IFNAME */].map { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } ?? "if\(index)"
+        return Link(index: index, name: name, mac: a[1 /* IFLA_ADDRESS */].map(Array.init) ?? [], mtu: Int(Self.int32(a[4 /* IFLA_MTU */]) ?? 1500),
+                    isUp: flags & 1 != 0)
+    }
+
+    /// The addresses on an interface (with their prefix lengths).
+    public func addresses(on index: Int32) throws -> [(address: IPAddress, prefix: Int)] {
+        let header: [UInt8] = [0, 0, 0, 0] + Self.le32(0)
+        var result: [(IPAddress, Int)] = []
+        for answer in try exchange(Self.getAddress, flags: Self.dump, body: header) where answer.body.count >= 8 {
+            let b = answer.body
+            let s = b.startIndex
+            guard Self.int32(b[(s + 4)..<(s + 8)]) == index else { continue }
+            let a = Self.attributes(b, skip: 8)
+            if let local = (a[2 /* IFA_LOCAL */] ?? a[1 /* IFA_ADDRESS */]).flatMap({ Self.address($0) }) {
+                result.append((local, Int(b[s + 1])))
+            }
+        }
+        return result
+    }
+
+    /// Adds (or, `delete`, removes) `address`/`prefix` on the interface, scope host for a /32 or
+    /// /128 on loopback as `ip addr add VIP/32 dev lo` gives.
+    public func setAddress(_ address: IPAddress, prefix: Int, on index: Int32, label: String? = nil, delete: Bool = false) throws {
+        let family: UInt8 = address.isV6 ? UInt8(AF_INET6) : UInt8(AF_INET)
+        // struct ifaddrmsg: family, prefixlen, flags, scope, index (u32).
+        let header: [UInt8] = [family, UInt8(prefix), 0, 0] + Self.le32(UInt32(bitPattern: index))
+        var body = header + Self.attribute(2 /* IFA_LOCAL */, Self.addressBytes(address)) + Self.attribute(1 /* IFA_ADDRESS */, Self.addressBytes(address))
+        if let label { body += Self.attribute(3 /* IFA_LABEL */, Array(label.utf8) + [0]) }
+        _ = try exchange(delete ? Self.deleteAddress : Self.newAddress, flags: Self.acknowledge | (delete ? 0 : Self.create | Self.replace), body: body)
+    }
+}
