@@ -65,6 +65,8 @@ public enum FrameAction: Sendable, Hashable {
     case drop(PacketDrop)
     /// Send `length` bytes from `start` out of `interface`.
     case send(start: Int, length: Int, interface: Int32)
+    /// Send the forwarder's `count` segments (`Forwarder.segment(_:)`) out of `interface`.
+    case sendSegments(count: Int, interface: Int32)
 }
 
 /// The virtio_net_hdr before each frame (PACKET_VNET_HDR, little-endian): a GRO/TSO super-packet
@@ -124,16 +126,35 @@ public struct Forwarder {
     /// The Ethernet address of each interface frames arrive on (for ICMP answers).
     public var interfaceMACs: [Int32: MACAddress] = [:]
     private var identification: UInt16 = 1
+    /// Where a super-packet that must go through a tunnel is cut into segments.
+    private let segments: UnsafeMutableRawBufferPointer
+    private let segmentStarts: UnsafeMutablePointer<Int>
+    private let segmentLengths: UnsafeMutablePointer<Int>
+    static let segmentStride = 2048
+    static let segmentHeadroom = 128
+    public static let maximumSegments = 128
 
     public init(capacity: Int) {
         self.capacity = max(capacity, 1)
         returnPaths = .allocate(capacity: self.capacity)
         returnPaths.initialize(repeating: ReturnPath(interface: 0, mac: .zero, generation: 0, valid: false), count: self.capacity)
+        segments = .allocate(byteCount: Forwarder.segmentStride * Forwarder.maximumSegments, alignment: 64)
+        segmentStarts = .allocate(capacity: Forwarder.maximumSegments)
+        segmentLengths = .allocate(capacity: Forwarder.maximumSegments)
     }
 
-    /// Frees the return-path table; the forwarder must not be used after.
+    /// Frees the forwarder's tables; it must not be used after.
     public func release() {
         returnPaths.deallocate()
+        segments.deallocate()
+        segmentStarts.deallocate()
+        segmentLengths.deallocate()
+    }
+
+    /// Segment `i` of the last `.sendSegments`: where its virtio_net_hdr starts, and its length
+    /// with it.
+    public func segment(_ i: Int) -> (UnsafeMutableRawPointer, Int) {
+        (segments.baseAddress! + segmentStarts[i] - VirtioHeader.size, segmentLengths[i] + VirtioHeader.size)
     }
 
     /// Handles the frame of `length` bytes at `start` in `buffer` (which has `start` bytes of
@@ -231,10 +252,11 @@ public struct Forwarder {
             return answer(.timeExceeded, buffer, f, frameStart: frameStart, interface: interface, reason: .hopLimit)
         }
         let tunnel = method == .tunnel ? tunnelKind(destination) : nil
-        // A tunnel cannot carry a super-packet for the kernel to cut (no GSO type says "inside
-        // IPIP"): such packets are not forwarded by tunnel yet.
-        if tunnel != nil && virtio.isGSO { return drop(.unsupported) }
         let overhead = tunnel.map { Tunnel.overhead($0) } ?? 0
+        if let tunnel, virtio.isGSO {
+            return tunnelSegments(buffer, f, tunnel: tunnel, overhead: overhead, virtio: virtio, destination: destination.address, hop: hop,
+                                  frameStart: frameStart, interface: interface)
+        }
         // A super-packet is cut to the path's MTU on the way out (the kernel skips GSO packets here too).
         if !virtio.isGSO && f.ipLength + overhead > hop.mtu && (f.dontFragment || f.isV6) {
             // The quote shows the datagram as it arrived (its hop limit before this hop).
@@ -261,6 +283,46 @@ public struct Forwarder {
         // The frame keeps its virtio_net_hdr: the same offsets, the same segmentation.
         Rewrite.setMACs(UnsafeMutableRawBufferPointer(rebasing: buffer[frameStart...]), destination: hop.destinationMAC, source: hop.sourceMAC)
         return .send(start: frameStart, length: f.end - frameStart, interface: hop.interface)
+    }
+
+    /// A super-packet for a tunnel: no GSO type says "TCP inside IPIP", so it is cut here, and each
+    /// segment wrapped. A segment that would not fit the path with the tunnel header gets the
+    /// sender a "fragmentation needed" (as the kernel checks each segment's size).
+    private mutating func tunnelSegments(_ buffer: UnsafeMutableRawBufferPointer, _ f: Frame, tunnel: Tunnel.Kind, overhead: Int, virtio: VirtioHeader,
+                                         destination: IPAddress, hop: NextHop, frameStart: Int, interface: Int32) -> FrameAction {
+        let type = virtio.gsoType & 0x7F
+        guard type == 1 || type == 4, virtio.gsoSize > 0 else { return drop(.unsupported) }
+        let mss = Int(virtio.gsoSize)
+        let tcpHeader = Int(buffer[f.transport + 12] >> 4) * 4
+        let segmentIP = f.transport - f.network + tcpHeader + mss
+        if segmentIP + overhead > hop.mtu && (f.dontFragment || f.isV6) {
+            return answer(.tooBig(mtu: hop.mtu - overhead), buffer, f, frameStart: frameStart, interface: interface, reason: .tooBig)
+        }
+        var relative = f
+        relative.network -= frameStart
+        relative.transport -= frameStart
+        relative.end -= frameStart
+        let source = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[frameStart..<f.end])
+        guard let count = TCPSegmentation.segment(source, relative, mss: mss, into: segments, stride: Forwarder.segmentStride,
+                                                  headroom: Forwarder.segmentHeadroom, lengths: segmentLengths,
+                                                  maximum: Forwarder.maximumSegments) else { return drop(.unsupported) }
+        let flow = summaryHash(f)
+        for i in 0..<count {
+            let slot = UnsafeMutableRawBufferPointer(rebasing: segments[(i * Forwarder.segmentStride)..<((i + 1) * Forwarder.segmentStride)])
+            var inner = relative
+            inner.network += Forwarder.segmentHeadroom
+            inner.transport += Forwarder.segmentHeadroom
+            inner.end = Forwarder.segmentHeadroom + segmentLengths[i]
+            identification &+= 1
+            guard let (start, length) = Tunnel.encapsulate(slot, inner, kind: tunnel, source: hop.source, destination: destination,
+                                                            identification: identification, flowHash: flow,
+                                                            destinationMAC: hop.destinationMAC, sourceMAC: hop.sourceMAC) else { return drop(.unsupported) }
+            VirtioHeader().write(to: slot, at: start - VirtioHeader.size)
+            segmentStarts[i] = i * Forwarder.segmentStride + start
+            segmentLengths[i] = length
+        }
+        counters.forwarded &+= 1
+        return .sendSegments(count: count, interface: hop.interface)
     }
 
     /// A NAT reply from a real server: its source becomes the virtual service, and it goes back the

@@ -177,6 +177,12 @@ public final class PacketEngine: @unchecked Sendable {
         var missing: [IPAddress] = []
         missing.reserveCapacity(batch)
         var hopView = hops.snapshot
+        func flush(_ out: inout Int) {
+            guard out > 0 else { return }
+            let failed = sender.send(outFrames, lengths: outLengths, interfaces: outInterfaces, count: out)
+            if failed > 0 { forwarder.sendFailed(failed) }
+            out = 0
+        }
         loop: while true {
             let n = lvs_epoll_wait(epollFD, events, Int32(receivers.count + 1), 100)
             if n < 0 && lvs_errno() != EINTR {
@@ -213,18 +219,32 @@ public final class PacketEngine: @unchecked Sendable {
                             let slot = UnsafeMutableRawBufferPointer(rebasing: buffer[(i * stride)..<((i + 1) * stride)])
                             let action = forwarder.handle(slot, start: PacketEngine.headroom, length: Int(lengths[i]), flags: flags[i],
                                                           interface: ingress, table: &table, hops: hopView, missing: &missing, now: now)
-                            if case .send(let start, let length, let interface) = action {
+                            switch action {
+                            case .send(let start, let length, let interface):
                                 outFrames[out] = (slot.baseAddress! + start - VirtioHeader.size).assumingMemoryBound(to: UInt8.self)
                                 outLengths[out] = Int32(length + VirtioHeader.size)
                                 outInterfaces[out] = interface
                                 out += 1
+                            case .sendSegments(let count, let interface):
+                                // The segments reuse one scratch area: out they go before the next frame.
+                                flush(&out)
+                                var k = 0
+                                while k < count {
+                                    let (pointer, length) = forwarder.segment(k)
+                                    outFrames[out] = pointer.assumingMemoryBound(to: UInt8.self)
+                                    outLengths[out] = Int32(length)
+                                    outInterfaces[out] = interface
+                                    out += 1
+                                    k += 1
+                                    if out == batch { flush(&out) }
+                                }
+                                flush(&out)
+                            default:
+                                break
                             }
                         }
                     }
-                    if out > 0 {
-                        let failed = sender.send(outFrames, lengths: outLengths, interfaces: outInterfaces, count: out)
-                        if failed > 0 { forwarder.sendFailed(failed) }
-                    }
+                    flush(&out)
                     if !missing.isEmpty {
                         for a in missing { hops.ask(a) }
                         missing.removeAll(keepingCapacity: true)

@@ -18,6 +18,8 @@ let usage = """
     Usage: lvsd [options]
            lvsd demo          three demo real servers and a wrr service on 127.0.0.1:8080
            lvsd reload        have the running lvsd read its configuration file again (as SIGHUP)
+           lvsd realserver start|stop|run ...
+                              a DR/TUN real server's set-up (lvsd realserver --help)
     Options:
       -f, --use-file PATH     keepalived configuration file (keepalived.conf); SIGHUP reloads it
       -t, --config-test[=PATH]
@@ -47,6 +49,10 @@ let usage = """
 func fail(_ message: String, code: Int32 = 2) -> Never {
     FileHandle.standardError.write(Data("lvsd: \(message)\n".utf8))
     exit(code)
+}
+
+if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "realserver" {
+    realServerCommand(Array(CommandLine.arguments.dropFirst(2)))
 }
 
 var configFile: String?
