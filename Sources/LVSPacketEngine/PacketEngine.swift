@@ -52,7 +52,8 @@ public final class PacketEngine: @unchecked Sendable {
         case stop
     }
 
-    static let stride = 16384
+    /// Room for a 64 KiB super-packet with headroom before it and an ICMP answer after it.
+    static let stride = 69632
     static let headroom = 128
 
     /// Opens the sockets (root, or CAP_NET_RAW and CAP_NET_ADMIN); the thread starts with `start`.

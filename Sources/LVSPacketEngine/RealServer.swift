@@ -172,7 +172,7 @@ public final class Decapsulator: @unchecked Sendable {
 
     private func run() {
         lvs_name_thread("lvsd-decap")
-        let stride = 16384, headroom = 128, batch = 64
+        let stride = 69632, headroom = 128, batch = 64
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: stride * batch, alignment: 64)
         let lengths = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
         let flags = UnsafeMutablePointer<UInt32>.allocate(capacity: batch)
