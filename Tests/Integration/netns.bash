@@ -50,3 +50,41 @@ start_lvsd() {
     fail "lvsd did not start"
 }
 ipvsadm_in() { local ns=$1; shift; ip netns exec "$ns" env LVSD_SOCKET="$work/lvsd.sock" "$bin/ipvsadm" "$@"; }
+# http_server NS ADDRESS PORT BODY: a small HTTP/1.0 server answering every request with BODY.
+http_server() {
+    ip netns exec "$1" python3 - "$2" "$3" "$4" <<'PY' &
+import socket, sys, threading
+host, port, body = sys.argv[1], int(sys.argv[2]), (sys.argv[3] + "\n").encode()
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, port)); s.listen(128)
+def handle(c):
+    try:
+        c.settimeout(5); data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = c.recv(4096)
+            if not chunk: break
+            data += chunk
+        c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    except OSError: pass
+    finally: c.close()
+while True:
+    c, _ = s.accept(); threading.Thread(target=handle, args=(c,), daemon=True).start()
+PY
+    pids+=($!)
+    for _ in $(seq 100); do ip netns exec "$1" ss -ltn | grep -q ":$3 " && return 0; sleep 0.05; done
+    fail "the HTTP server in $1 did not start"
+}
+# lan NS... : a bridge in its own namespace with one veth port per NS (eth0 inside each).
+lan() {
+    new_ns lan; lan_ns=lan-$$
+    ip -n "$lan_ns" link add br0 type bridge
+    ip -n "$lan_ns" link set br0 up
+    local i=0
+    for n in "$@"; do
+        ip link add "p$i" netns "$lan_ns" type veth peer name eth0 netns "$n"
+        ip -n "$lan_ns" link set "p$i" master br0
+        ip -n "$lan_ns" link set "p$i" up
+        ip -n "$n" link set eth0 up
+        i=$((i + 1))
+    done
+}
