@@ -69,12 +69,14 @@ let package = Package(
         .executableTarget(name: "HealthCheckBenchmark", dependencies: ["HealthCheck", "LVSCore", .product(name: "NIOPosix", package: "swift-nio"),
                                                                        .product(name: "Logging", package: "swift-log")],
                           path: "Benchmarks/HealthCheckBenchmark"),
+        // libFuzzer over LVSPacket (scripts/fuzz-packets); without -DFUZZING a corpus regression runner.
+        .executableTarget(name: "PacketFuzzer", dependencies: ["LVSPacket"], path: "Fuzz/PacketFuzzer"),
         .executableTarget(name: "ConfigReloadBenchmark", dependencies: ["KeepalivedConfig", "LVSCore"], path: "Benchmarks/ConfigReloadBenchmark"),
 
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "LVSCore"]),
         .testTarget(name: "DirectorTests", dependencies: ["Director", "ControlAPI", "LVSCore", "LVSProxyEngine", "KeepalivedConfig"]),
         .testTarget(name: "HealthCheckTests", dependencies: ["HealthCheck", "LVSCore", .product(name: "NIOPosix", package: "swift-nio")]),
-        .testTarget(name: "LVSPacketTests", dependencies: ["LVSPacket", "LVSCore"]),
+        .testTarget(name: "LVSPacketTests", dependencies: ["LVSPacket", "LVSCore"], exclude: ["Corpus"]),
         .testTarget(name: "KeepalivedConfigTests", dependencies: ["KeepalivedConfig", "LVSCore"], exclude: ["Corpus"]),
         .testTarget(
             name: "LVSCoreTests",

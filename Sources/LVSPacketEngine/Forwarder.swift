@@ -187,6 +187,9 @@ public struct Forwarder {
         f.transport += start
         f.end += start
         let summary = frame.summary()
+        // The kernel's IPVS only ever sees whole datagrams (defragmentation comes first): a first
+        // fragment must not touch the table. (Later fragments were left to the kernel above.)
+        if frame.fragment == .first { return drop(.fragment) }
         switch table.inbound(summary, now: now) {
         case .notVirtual:
             return reply(buffer, &f, summary: summary, frameStart: start, virtio: virtio, table: &table, hops: hops, missing: &missing, now: now)
@@ -197,7 +200,6 @@ public struct Forwarder {
         case .noDestination:
             return answer(.portUnreachable, buffer, f, frameStart: start, interface: interface, reason: .noDestination)
         case .forward(let forwarding):
-            if frame.fragment == .first { return drop(.fragment) }
             return forward(buffer, &f, forwarding, frameStart: start, virtio: virtio, interface: interface, hops: hops, missing: &missing)
         }
     }

@@ -145,6 +145,7 @@ public final class PacketEngine: @unchecked Sendable {
         var metadata: Logger.Metadata = ["received": "\(c.received)", "forwarded": "\(c.forwarded)", "replies": "\(c.replies)",
                                          "passed": "\(c.passed)", "icmp": "\(c.icmpSent)"]
         for reason in PacketDrop.allCases where c.drops[reason.rawValue] > 0 { metadata["dropped: \(reason.label)"] = "\(c.drops[reason.rawValue])" }
+        for error in FrameError.allCases where c.malformed[error.rawValue] > 0 { metadata["malformed: \(error.label)"] = "\(c.malformed[error.rawValue])" }
         logger.info("packet engine stopped", metadata: metadata)
     }
 

@@ -1,0 +1,40 @@
+// The packet fuzzer: libFuzzer drives LVSPacket's reading and rewriting (PacketFuzzing.exercise).
+//   scripts/fuzz-packets [SECONDS]    builds it with -sanitize=fuzzer and runs it on the corpus
+// Built without FUZZING (as `swift build` does), it is a regression runner: each file given (or
+// every file of Tests/LVSPacketTests/Corpus) is put through the same checks.
+import LVSPacket
+
+#if FUZZING
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    PacketFuzzing.exercise(UnsafeRawBufferPointer(start: data, count: size))
+    return 0
+}
+#else
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct PacketFuzzerRegression {
+    static func main() {
+        var paths = Array(CommandLine.arguments.dropFirst())
+        if paths.isEmpty, let dir = opendir("Tests/LVSPacketTests/Corpus") {
+            while let entry = readdir(dir) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if !name.hasPrefix(".") { paths.append("Tests/LVSPacketTests/Corpus/" + name) }
+            }
+            closedir(dir)
+        }
+        for path in paths.sorted() {
+            guard let f = fopen(path, "rb") else { continue }
+            var bytes: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while case let n = fread(&chunk, 1, chunk.count, f), n > 0 { bytes += chunk[..<n] }
+            fclose(f)
+            bytes.withUnsafeBytes { PacketFuzzing.exercise($0) }
+        }
+        print("packet fuzzer regression: \(paths.count) inputs")
+    }
+}
+#endif
