@@ -76,6 +76,8 @@ let package = Package(
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "LVSCore"]),
         .testTarget(name: "DirectorTests", dependencies: ["Director", "ControlAPI", "LVSCore", "LVSProxyEngine", "KeepalivedConfig"]),
         .testTarget(name: "HealthCheckTests", dependencies: ["HealthCheck", "LVSCore", .product(name: "NIOPosix", package: "swift-nio")]),
+        .testTarget(name: "LinuxNetTests", dependencies: ["LinuxNet", "LVSCore"]),
+        .testTarget(name: "LVSPacketEngineTests", dependencies: ["LVSPacketEngine", "LVSPacket", "LVSCore", "ControlAPI"]),
         .testTarget(name: "LVSPacketTests", dependencies: ["LVSPacket", "LVSCore"], exclude: ["Corpus"]),
         .testTarget(name: "KeepalivedConfigTests", dependencies: ["KeepalivedConfig", "LVSCore"], exclude: ["Corpus"]),
         .testTarget(

@@ -101,7 +101,11 @@ int lvs_packet_socket(int ifindex, int receive) {
         close(fd);
         return -e;
     }
-    if (!receive) return fd;
+    if (!receive) {
+        // Straight to the driver: the frames were queued once already, on the way in.
+        setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);
+        return fd;
+    }
     // The checksum status of each frame (a local sender's may be partial), and not our own sends.
     if (setsockopt(fd, SOL_PACKET, PACKET_AUXDATA, &one, sizeof one) != 0 ||
         setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) != 0) {
@@ -197,4 +201,19 @@ int lvs_packet_send(int fd, uint8_t *const *frames, const int32_t *lengths, cons
     return sent;
 }
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+
+int lvs_raise_thread_priority(int nice_value) {
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    return setpriority(PRIO_PROCESS, (id_t)tid, nice_value) == 0 ? 0 : errno;
+}
+
 int lvs_interface_index(const char *name) { return (int)if_nametoindex(name); }
+
+#include <linux/filter.h>
+
+int lvs_attach_filter(int fd, const uint64_t *program, int count) {
+    struct sock_fprog fprog = { .len = (unsigned short)count, .filter = (struct sock_filter *)program };
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof fprog) == 0 ? 0 : errno;
+}

@@ -17,6 +17,10 @@ public struct IPVS: Sendable {
     }
 
     public internal(set) var settings: IPVSSettings
+
+    /// One more than the highest `ConnectionID.index` the table hands out: an engine that keeps
+    /// something per connection sizes its array with it.
+    public var connectionSlots: Int { connections.slotCount }
     public var timeouts = Timeouts()
 
     var services: [ServiceSlot] = []

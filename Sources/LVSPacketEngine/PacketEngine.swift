@@ -22,6 +22,8 @@ public final class PacketEngine: @unchecked Sendable {
         public var interfaces: [String]
         /// Frames taken per system call.
         public var batch = 64
+        /// The packet thread's nice value (0 leaves it as it is).
+        public var niceValue: Int32 = 0
 
         public init(interfaces: [String]) {
             self.interfaces = interfaces
@@ -43,6 +45,18 @@ public final class PacketEngine: @unchecked Sendable {
     private let wakeFD: Int32
     private var forwarder: Forwarder
     private let interception = NIOLockedValueBox<Interception?>(nil)
+    /// What the sockets' filter lets through (VIPs, NAT real servers, IPv6 or not).
+    private let filtered = NIOLockedValueBox<FilterSet>(FilterSet())
+
+    struct FilterSet: Equatable {
+        var destinations: Set<IPAddress> = []
+        var sources: Set<IPAddress> = []
+        var ipv6 = false
+
+        func union(_ o: FilterSet) -> FilterSet {
+            FilterSet(destinations: destinations.union(o.destinations), sources: sources.union(o.sources), ipv6: ipv6 || o.ipv6)
+        }
+    }
     private let published = NIOLockedValueBox(PacketCounters())
     private let inbox = NIOLockedValueBox<[Command]>([])
     private let finished = NIOLockedValueBox(false)
@@ -79,14 +93,26 @@ public final class PacketEngine: @unchecked Sendable {
         guard epollFD >= 0, wakeFD >= 0 else { throw Failure(description: "epoll or eventfd unavailable") }
         _ = lvs_epoll_add(epollFD, wakeFD, UInt32(LVS_EPOLLIN), UInt64(receivers.count))
         for (k, r) in receivers.enumerated() { _ = lvs_epoll_add(epollFD, r.fd, UInt32(LVS_EPOLLIN), UInt64(k)) }
-        let capacity = state.withTable { $0.settings.maxConnections }
+        let capacity = state.withTable { $0.connectionSlots }
         forwarder = Forwarder(capacity: capacity)
         let netlink = try? RouteNetlink()
         for i in indexes {
             if let link = try? netlink?.link(i), let mac = MACAddress(link.mac) { forwarder.interfaceMACs[i] = mac }
         }
-        // The rules before the first frame: with no services they drop nothing.
+        // The rules before the first frame: with no services they drop nothing, and the sockets
+        // take nothing.
         try install(Interception(interfaces: options.interfaces))
+        try filter(FilterSet())
+    }
+
+    /// Lets through the sockets only what `set` names.
+    private func filter(_ set: FilterSet) throws {
+        let program = SocketFilter.program(destinations: Array(set.destinations), sources: Array(set.sources), acceptIPv6: set.ipv6)
+        for r in receivers {
+            let code = SocketFilter.attach(program, to: r.fd)
+            if code != 0 { throw Failure(description: "cannot attach the socket filter: \(String(cString: strerror(code)))") }
+        }
+        filtered.withLockedValue { $0 = set }
     }
 
     deinit {
@@ -123,7 +149,17 @@ public final class PacketEngine: @unchecked Sendable {
         hops.track(servers)
         hops.resolveNow()
         submit(.tunnels(tunnels))
+        var set = FilterSet()
+        for t in wanted.services { set.destinations.insert(t.address) }
+        for h in wanted.portlessServices { set.destinations.insert(h.address) }
+        for t in wanted.natServers { set.sources.insert(t.address) }
+        set.ipv6 = set.destinations.contains { $0.isV6 } || set.sources.contains { $0.isV6 }
+        let old = filtered.withLockedValue { $0 }
+        // The sockets take the old and the new while the kernel's rules change, then the new only:
+        // no frame is dropped by the rules without the engine seeing it.
+        if old != set { try filter(old.union(set)) }
         if interception.withLockedValue({ $0 }) != wanted { try install(wanted) }
+        if old != set { try filter(set) }
     }
 
     private func install(_ rules: Interception) throws {
@@ -158,6 +194,11 @@ public final class PacketEngine: @unchecked Sendable {
 
     private func run() {
         lvs_name_thread("lvsd-packet")
+        // Forwarding is the kernel's softirq work when IPVS does it, ahead of every process: the
+        // packet thread asks for the nearest thing, a nice value ahead of ordinary work.
+        if options.niceValue != 0, case let code = lvs_raise_thread_priority(options.niceValue), code != 0 {
+            logger.warning("packet thread keeps the default priority", metadata: ["errno": "\(code)"])
+        }
         let batch = min(max(options.batch, 1), 64)
         let stride = PacketEngine.stride
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: stride * batch, alignment: 64)

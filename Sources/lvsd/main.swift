@@ -32,6 +32,7 @@ let usage = """
           --interface IF[,IF...]
                               packet engine: the interfaces whose traffic it forwards (clients'
                               side, and the real servers' side for NAT replies)
+          --packet-nice N     packet engine: the packet thread's nice value (default 0)
           --control PATH      control socket (also LVSD_SOCKET; default /run/lvsd.sock as root,
                               otherwise $XDG_RUNTIME_DIR/lvsd.sock or /tmp/lvsd-UID.sock)
       -n, --dont-fork         stay in the foreground (lvsd always does)
@@ -62,6 +63,7 @@ var reloadRequest = false
 var configID: String?
 var engineName = "proxy"
 var interfaces: [String] = []
+var packetNice: Int32 = 0
 var controlPath: String?
 var detail = false
 var demo = false
@@ -91,6 +93,9 @@ while let arg = args.popFirst() {
     case "--engine": engineName = inline ?? value(name)
     case "--control": controlPath = inline ?? value(name)
     case "--interface", "-I": interfaces += (inline ?? value(name)).split(separator: ",").map(String.init)
+    case "--packet-nice":
+        guard let n = Int32(inline ?? value(name)), (-20...19).contains(n) else { fail("--packet-nice takes a number from -20 to 19") }
+        packetNice = n
     case "-n", "--dont-fork", "-l", "--log-console": break
     case "-D", "--log-detail": detail = true
     case "--workers":
@@ -160,7 +165,9 @@ let director = Director(loops: Array(group.makeIterator()), logger: logger, sess
                         engineOptions: engineOptions)
 if engineName == "packet" {
     do {
-        try director.usePacketEngine(PacketEngine.Options(interfaces: interfaces))
+        var options = PacketEngine.Options(interfaces: interfaces)
+        options.niceValue = packetNice
+        try director.usePacketEngine(options)
     } catch {
         fail("\(error)", code: 1)
     }

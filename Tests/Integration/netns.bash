@@ -50,11 +50,12 @@ start_lvsd() {
     fail "lvsd did not start"
 }
 ipvsadm_in() { local ns=$1; shift; ip netns exec "$ns" env LVSD_SOCKET="$work/lvsd.sock" "$bin/ipvsadm" "$@"; }
-# http_server NS ADDRESS PORT BODY: a small HTTP/1.0 server answering every request with BODY.
+# http_server NS ADDRESS PORT BODY [STATUS]: a small HTTP/1.0 server answering every request with
+# BODY (and STATUS, 200 by default); its PID is in $http_pid.
 http_server() {
-    ip netns exec "$1" python3 - "$2" "$3" "$4" <<'PY' &
+    ip netns exec "$1" python3 - "$2" "$3" "$4" "${5:-200}" <<'PY' &
 import socket, sys, threading
-host, port, body = sys.argv[1], int(sys.argv[2]), (sys.argv[3] + "\n").encode()
+host, port, body, status = sys.argv[1], int(sys.argv[2]), (sys.argv[3] + "\n").encode(), sys.argv[4].encode()
 s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((host, port)); s.listen(128)
 def handle(c):
@@ -64,13 +65,13 @@ def handle(c):
             chunk = c.recv(4096)
             if not chunk: break
             data += chunk
-        c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        c.sendall(b"HTTP/1.0 " + status + b" X\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
     except OSError: pass
     finally: c.close()
 while True:
     c, _ = s.accept(); threading.Thread(target=handle, args=(c,), daemon=True).start()
 PY
-    pids+=($!)
+    http_pid=$!; pids+=($http_pid)
     for _ in $(seq 100); do ip netns exec "$1" ss -ltn | grep -q ":$3 " && return 0; sleep 0.05; done
     fail "the HTTP server in $1 did not start"
 }

@@ -128,6 +128,13 @@ int lvs_packet_receive(int fd, uint8_t *base, int stride, int headroom, int coun
 /// the kernel refused (a full queue, an interface gone). Returns `count`.
 int lvs_packet_send(int fd, uint8_t *const *frames, const int32_t *lengths, const int32_t *ifindexes, int count, int *failures);
 
+/// Gives the calling thread the nice value (negative: ahead of ordinary work); 0 or errno.
+int lvs_raise_thread_priority(int nice_value);
+
+/// Attaches (or replaces) a classic BPF socket filter: `count` instructions, each a struct
+/// sock_filter (code, jt, jf, k) in its memory layout; 0 or errno.
+int lvs_attach_filter(int fd, const uint64_t *program, int count);
+
 /// if_nametoindex (0 when there is no such interface).
 int lvs_interface_index(const char *name);
 

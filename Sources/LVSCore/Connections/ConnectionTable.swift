@@ -31,6 +31,9 @@ struct ConnectionTable {
     static let wheelSlots = 8192
 
     let capacity: Int
+
+    /// One more than the highest index a connection can have (the timer wheel's slots come first).
+    var slotCount: Int { ConnectionTable.wheelSlots + capacity }
     private(set) var count = 0
     /// Entries 0 ..< wheelSlots are the wheel's list heads (sentinels); connections follow.
     private var storage: ConnectionStorage
