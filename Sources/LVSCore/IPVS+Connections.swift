@@ -310,3 +310,46 @@ extension IPVS {
         removeConnection(id.index)
     }
 }
+
+/// Which connection an ICMP error is about (the kernel's ip_vs_in_icmp / ip_vs_out_icmp), from the
+/// datagram it quotes.
+public enum RelatedICMP: Sendable, Hashable {
+    /// From outside, about a packet the director sent a client: it goes on to the real server
+    /// (translated for NAT; as it is for DR and TUN).
+    case toServer(connection: ConnectionID, destination: Endpoint, method: ForwardingMethod)
+    /// From a NAT real server's side, about a packet forwarded to it: back to the client, made to
+    /// look as if about the virtual service.
+    case toClient(connection: ConnectionID, virtual: Endpoint)
+    case unrelated
+}
+
+extension IPVS {
+    /// Finds the connection an ICMP error quoting a datagram from `quotedSource` to
+    /// `quotedDestination` (protocol `protocolNumber`) is about. Counts nothing, changes nothing.
+    public func relatedICMP(protocolNumber: UInt8, quotedSource: Endpoint, quotedDestination: Endpoint) -> RelatedICMP {
+        // A datagram the director sent a client comes from the VIP: the client is its destination.
+        let key = ConnectionKey(protocolNumber: protocolNumber, client: quotedDestination.address, clientPort: quotedDestination.port,
+                                virtual: quotedSource.address, virtualPort: quotedSource.port)
+        if let c = connections.find(key, template: false) {
+            let e = connections.entry(c)
+            let server = e.hot.server
+            let address = server >= 0 ? servers[Int(server)].config.endpoint.address
+                : IPAddress.fromWords(high: e.cold.destinationHigh, low: e.cold.destinationLow, v6: e.hot.families & 2 != 0)
+            return .toServer(connection: connections.id(c), destination: Endpoint(address, e.hot.destinationPort),
+                             method: ConnectionFlags(rawValue: e.hot.flags).forwarding)
+        }
+        // A datagram forwarded to a NAT real server went from the client to it.
+        if let c = connections.findReply(protocolNumber: protocolNumber, server: quotedDestination, client: quotedSource) {
+            let e = connections.entry(c)
+            guard ConnectionFlags(rawValue: e.hot.flags).forwarding == .masquerade else { return .unrelated }
+            return .toClient(connection: connections.id(c), virtual: Endpoint(e.virtual, e.hot.virtualPort))
+        }
+        return .unrelated
+    }
+}
+
+extension IPAddress {
+    static func fromWords(high: UInt64, low: UInt64, v6: Bool) -> IPAddress {
+        v6 ? IPAddress(v6High: high, low: low) : IPAddress(v4: UInt32(truncatingIfNeeded: low))
+    }
+}

@@ -50,6 +50,8 @@ public struct PacketCounters: Sendable, Hashable {
     public var forwarded: UInt64 = 0
     public var replies: UInt64 = 0
     public var icmpSent: UInt64 = 0
+    /// ICMP errors about a connection, forwarded (translated for NAT).
+    public var related: UInt64 = 0
     public var drops = [UInt64](repeating: 0, count: PacketDrop.allCases.count)
     public var malformed = [UInt64](repeating: 0, count: FrameError.allCases.count)
 
@@ -190,6 +192,10 @@ public struct Forwarder {
         // The kernel's IPVS only ever sees whole datagrams (defragmentation comes first): a first
         // fragment must not touch the table. (Later fragments were left to the kernel above.)
         if frame.fragment == .first { return drop(.fragment) }
+        if frame.protocolNumber == IPProtocolNumber.icmp || frame.protocolNumber == IPProtocolNumber.icmpv6,
+           let quote = ICMPMessage.quote(UnsafeRawBufferPointer(buffer), f), quote.hasPorts {
+            return related(buffer, &f, quote, frameStart: start, virtio: virtio, interface: interface, table: table, hops: hops, missing: &missing)
+        }
         switch table.inbound(summary, now: now) {
         case .notVirtual:
             return reply(buffer, &f, summary: summary, frameStart: start, virtio: virtio, table: &table, hops: hops, missing: &missing, now: now)
@@ -234,11 +240,12 @@ public struct Forwarder {
     }
 
     private mutating func forward(_ buffer: UnsafeMutableRawBufferPointer, _ f: inout Frame, _ forwarding: Forwarding, frameStart: Int,
-                                  virtio: VirtioHeader, interface: Int32, hops: [IPAddress: NextHop], missing: inout [IPAddress]) -> FrameAction {
+                                  virtio: VirtioHeader, interface: Int32, hops: [IPAddress: NextHop], missing: inout [IPAddress],
+                                  icmp: Bool = false) -> FrameAction {
         let method = forwarding.method
         guard method == .gatewaying || method == .masquerade || method == .tunnel else { return drop(.unsupported) }
         let destination = forwarding.destination
-        if method == .masquerade && forwarding.connection.index >= 0 && Int(forwarding.connection.index) < capacity {
+        if !icmp && method == .masquerade && forwarding.connection.index >= 0 && Int(forwarding.connection.index) < capacity {
             let i = Int(forwarding.connection.index)
             if forwarding.isNew || !returnPaths[i].valid || returnPaths[i].generation != forwarding.connection.generation {
                 returnPaths[i] = ReturnPath(interface: interface, mac: MACAddress.read(UnsafeRawBufferPointer(buffer), at: frameStart + 6),
@@ -264,7 +271,7 @@ public struct Forwarder {
             // The quote shows the datagram as it arrived (its hop limit before this hop).
             return answer(.tooBig(mtu: hop.mtu - overhead), buffer, f, frameStart: frameStart, interface: interface, reason: .tooBig)
         }
-        if method == .masquerade {
+        if method == .masquerade && !icmp {
             Rewrite.setDestination(buffer, &f, address: destination.address, port: destination.port, partial: virtio.needsChecksum)
         }
         counters.forwarded &+= 1
@@ -327,6 +334,33 @@ public struct Forwarder {
         return .sendSegments(count: count, interface: hop.interface)
     }
 
+    /// An ICMP error about a connection (ip_vs_in_icmp / ip_vs_out_icmp): to the real server (NAT:
+    /// the outer destination and the quoted source become the real server's; DR and TUN: as it is,
+    /// the way the connection's packets go), or, from a NAT real server's side, back to the client
+    /// as if about the virtual service. Anything else is the kernel's.
+    private mutating func related(_ buffer: UnsafeMutableRawBufferPointer, _ f: inout Frame, _ q: ICMPMessage.Quote, frameStart: Int,
+                                  virtio: VirtioHeader, interface: Int32, table: IPVS, hops: [IPAddress: NextHop],
+                                  missing: inout [IPAddress]) -> FrameAction {
+        switch table.relatedICMP(protocolNumber: q.protocolNumber, quotedSource: Endpoint(q.source, q.sourcePort),
+                                 quotedDestination: Endpoint(q.destination, q.destinationPort)) {
+        case .unrelated:
+            counters.passed &+= 1
+            return .pass
+        case .toServer(let connection, let destination, let method):
+            counters.related &+= 1
+            if method == .masquerade {
+                ICMPMessage.translate(buffer, &f, q, inbound: true, address: destination.address, port: destination.port)
+            }
+            return forward(buffer, &f, Forwarding(connection: connection, server: -1, destination: destination, method: method, isNew: false),
+                           frameStart: frameStart, virtio: virtio, interface: interface, hops: hops, missing: &missing, icmp: true)
+        case .toClient(let connection, let virtual):
+            counters.related &+= 1
+            guard Rewrite.decrementHopLimit(buffer, &f) else { return drop(.hopLimit) }
+            ICMPMessage.translate(buffer, &f, q, inbound: false, address: virtual.address, port: virtual.port)
+            return back(buffer, f, connection: connection, frameStart: frameStart, hops: hops, missing: &missing)
+        }
+    }
+
     /// A NAT reply from a real server: its source becomes the virtual service, and it goes back the
     /// way the connection's first packet came.
     private mutating func reply(_ buffer: UnsafeMutableRawBufferPointer, _ f: inout Frame, summary: PacketSummary, frameStart: Int, virtio: VirtioHeader,
@@ -337,8 +371,15 @@ public struct Forwarder {
         }
         guard Rewrite.decrementHopLimit(buffer, &f) else { return drop(.hopLimit) }
         Rewrite.setSource(buffer, &f, address: virtual.address, port: virtual.port, partial: virtio.needsChecksum)
-        var interface: Int32
-        var destinationMAC: MACAddress
+        return back(buffer, f, connection: connection, frameStart: frameStart, hops: hops, missing: &missing)
+    }
+
+    /// Sends a frame for a NAT connection's client the way its first packet came (or, without
+    /// that, by the client's next hop).
+    private mutating func back(_ buffer: UnsafeMutableRawBufferPointer, _ f: Frame, connection: ConnectionID, frameStart: Int,
+                               hops: [IPAddress: NextHop], missing: inout [IPAddress]) -> FrameAction {
+        let interface: Int32
+        let destinationMAC: MACAddress
         let i = Int(connection.index)
         if i >= 0 && i < capacity && returnPaths[i].valid && returnPaths[i].generation == connection.generation {
             interface = returnPaths[i].interface

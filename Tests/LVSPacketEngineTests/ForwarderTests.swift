@@ -176,6 +176,50 @@ import Testing
         #expect(rig.handle(Self.syn(flags: 0x10)).0 == .drop(.notScheduled), "an ACK that starts nothing")
     }
 
+    /// An ICMP error frame from `source` to `destination` quoting (the first 28 bytes of) `quoted`.
+    static func icmpError(from source: IPAddress, to destination: IPAddress, quoting quoted: [UInt8], mac: MACAddress, to peer: MACAddress) -> [UInt8] {
+        var icmp: [UInt8] = [3, 4, 0, 0, 0, 0, 0x05, 0xDC] + Array(quoted[14..<min(quoted.count, 14 + 28)])
+        let sum = icmp.withUnsafeBytes { Checksum.finish(Checksum.sum($0, from: 0, count: $0.count)) }
+        icmp[2] = UInt8(sum >> 8); icmp[3] = UInt8(sum & 0xFF)
+        var ip: [UInt8] = [0x45, 0] + FrameBuilder.be16(UInt16(20 + icmp.count)) + [0, 1, 0, 0, 64, 1, 0, 0]
+            + FrameBuilder.be32(source.v4) + FrameBuilder.be32(destination.v4)
+        let h = ip.withUnsafeBytes { Checksum.finish(Checksum.sum($0, from: 0, count: 20)) }
+        ip[10] = UInt8(h >> 8); ip[11] = UInt8(h & 0xFF)
+        return peer.array + mac.array + [0x08, 0x00] + ip + icmp
+    }
+
+    @Test func icmpErrorsAboutANATConnectionAreTranslatedBothWays() throws {
+        var rig = Rig(method: "-m", servers: [Self.rs1])
+        guard case .send = rig.handle(Self.syn()).0 else { Issue.record("SYN not sent"); return }
+        // A router on the client's side: a reply the director sent (VIP:8080 -> client) was too big.
+        let sentToClient = FrameBuilder.tcp(sourceMAC: Self.frontMAC, destinationMAC: Self.clientMAC, source: Self.vip, destination: Self.client,
+                                            sourcePort: 8080, destinationPort: 40000, flags: 0x12)
+        let router = IPAddress("10.0.0.254")!
+        let inbound = Self.icmpError(from: router, to: Self.vip, quoting: sentToClient, mac: Self.clientMAC, to: Self.frontMAC)
+        let (a, out) = rig.handle(inbound)
+        guard case .send(_, _, let interface) = a else { Issue.record("not forwarded: \(a)"); return }
+        #expect(interface == Self.back)
+        let f = try parsed(out)
+        let q = try #require(out.withUnsafeBytes { ICMPMessage.quote($0, f) })
+        #expect(f.destination == Self.rs1 && q.source == Self.rs1 && q.sourcePort == 80 && q.destination == Self.client)
+        #expect(FrameBuilder.checksumsValid(out))
+        // The real server's side: a segment forwarded to it (client -> 172.16.0.2:80) could not be delivered.
+        let forwarded = FrameBuilder.tcp(sourceMAC: Self.backMAC, destinationMAC: Self.rs1MAC, source: Self.client, destination: Self.rs1,
+                                         sourcePort: 40000, destinationPort: 80, flags: 0x10)
+        let outbound = Self.icmpError(from: Self.rs1, to: Self.client, quoting: forwarded, mac: Self.rs1MAC, to: Self.backMAC)
+        let (b, back) = rig.handle(outbound, from: Self.back)
+        guard case .send(_, _, let toClient) = b else { Issue.record("not sent back: \(b)"); return }
+        #expect(toClient == Self.front)
+        let g = try parsed(back)
+        let r = try #require(back.withUnsafeBytes { ICMPMessage.quote($0, g) })
+        #expect(g.source == Self.vip && r.destination == Self.vip && r.destinationPort == 8080 && r.source == Self.client)
+        #expect(rig.forwarder.counters.related == 2)
+        // About nothing the table knows: the kernel's.
+        let stray = Self.icmpError(from: router, to: Self.vip, quoting: FrameBuilder.tcp(sourceMAC: Self.frontMAC, destinationMAC: Self.clientMAC,
+            source: Self.vip, destination: Self.client, sourcePort: 8080, destinationPort: 1, flags: 0x12), mac: Self.clientMAC, to: Self.frontMAC)
+        #expect(rig.handle(stray).0 == .pass)
+    }
+
     @Test func noRealServerAnswersPortUnreachable() throws {
         var rig = Rig(method: "-g", servers: [], udp: true)
         let datagram = FrameBuilder.udp(sourceMAC: Self.clientMAC, destinationMAC: Self.frontMAC, source: Self.client, destination: Self.vip,

@@ -69,6 +69,14 @@ public struct Forwarding: Sendable, Hashable {
     public var method: ForwardingMethod
     /// True when this packet created the connection.
     public var isNew: Bool
+
+    public init(connection: ConnectionID, server: Int32, destination: Endpoint, method: ForwardingMethod, isNew: Bool) {
+        self.connection = connection
+        self.server = server
+        self.destination = destination
+        self.method = method
+        self.isNew = isNew
+    }
 }
 
 /// What to do with a packet from a client.
