@@ -63,43 +63,37 @@ struct ScriptPolicy {
         return try? defaultIdentity?.get()
     }
 
+    /// The script's own user when it names one, else the default; nil (with keepalived's line,
+    /// `invalid` or `noDefault`) when there is none to be had.
+    private mutating func identity(user: String?, group: String?, invalid: String, noDefault: String) -> ScriptIdentity? {
+        if let user {
+            guard case .success(let i) = host.lookup(user, group) else {
+                messages.append(invalid)
+                return nil
+            }
+            return i
+        }
+        guard let i = fallbackIdentity() else {
+            messages.append(noDefault)
+            return nil
+        }
+        return i
+    }
+
     /// A notify or quorum script, or nil when it must not run (with why in the messages).
     mutating func prepare(_ command: ScriptCommand?, kind: String) -> RunnableScript? {
-        guard let command, let program = command.argv.first else { return nil }
-        let identity: ScriptIdentity
-        if let user = command.user {
-            guard case .success(let i) = host.lookup(user, command.group) else {
-                messages.append("Invalid user/group for \(kind) script \(program) - ignoring")
-                return nil
-            }
-            identity = i
-        } else {
-            guard let i = fallbackIdentity() else {
-                messages.append("Failed to set default user for \(kind) script \(program) - ignoring")
-                return nil
-            }
-            identity = i
-        }
+        guard let command, let program = command.argv.first,
+              let identity = identity(user: command.user, group: command.group,
+                                      invalid: "Invalid user/group for \(kind) script \(program) - ignoring",
+                                      noDefault: "Failed to set default user for \(kind) script \(program) - ignoring") else { return nil }
         return checked(command.argv, as: identity)
     }
 
     /// A MISC_CHECK's misc_path with its `user` line; nil removes the checker.
     mutating func prepareMisc(_ command: ScriptCommand, user: String?, group: String?) -> RunnableScript? {
         let text = command.argv.joined(separator: " ")
-        let identity: ScriptIdentity
-        if let user {
-            guard case .success(let i) = host.lookup(user, group) else {
-                messages.append("Failed to set uid/gid for misc checker script \(text) - removing")
-                return nil
-            }
-            identity = i
-        } else {
-            guard let i = fallbackIdentity() else {
-                messages.append("Unable to set default user for misc script \(text) - removing")
-                return nil
-            }
-            identity = i
-        }
+        guard let identity = identity(user: user, group: group, invalid: "Failed to set uid/gid for misc checker script \(text) - removing",
+                                      noDefault: "Unable to set default user for misc script \(text) - removing") else { return nil }
         guard let script = checked(command.argv, as: identity) else {
             messages.append("Disabling misc script \(text) \(sawInsecureLast ? "due to insecure" : "since not found/accessible")")
             return nil

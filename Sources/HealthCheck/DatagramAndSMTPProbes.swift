@@ -45,16 +45,20 @@ extension Prober {
                 }
             }
             .connect(to: target)
-            .whenComplete { result in
-                switch result {
-                case .failure(let error):
-                    promise.succeed(.failure(describe(error)))
-                case .success(let channel):
-                    channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: ByteBuffer(bytes: payload)), promise: nil)
-                    // Closed when the probe has its answer (or its deadline came).
-                    done.whenComplete { _ in channel.close(promise: nil) }
-                }
-            }
+            .whenComplete { send(payload, to: target, over: $0, promise: promise, until: done) }
+    }
+
+    /// Sends the probe's datagram once the channel is up; the channel closes when the probe has its
+    /// answer (or its deadline came).
+    static func send(_ payload: [UInt8], to target: SocketAddress, over result: Result<Channel, Error>, promise: EventLoopPromise<ProbeResult>,
+                     until done: EventLoopFuture<ProbeResult>) {
+        switch result {
+        case .failure(let error):
+            promise.succeed(.failure(describe(error)))
+        case .success(let channel):
+            channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: ByteBuffer(bytes: payload)), promise: nil)
+            done.whenComplete { _ in channel.close(promise: nil) }
+        }
     }
 
     /// `exchange` on a raw socket of the ICMP protocol of `address`, connected to it (so only its
@@ -81,15 +85,7 @@ extension Prober {
                 }
             }
             .withBoundSocket(fd)
-            .whenComplete { result in
-                switch result {
-                case .failure(let error):
-                    promise.succeed(.failure(describe(error)))
-                case .success(let channel):
-                    channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: ByteBuffer(bytes: payload)), promise: nil)
-                    done.whenComplete { _ in channel.close(promise: nil) }
-                }
-            }
+            .whenComplete { send(payload, to: target, over: $0, promise: promise, until: done) }
     }
 
     /// A DNS query (RFC 1035 §4.1) for `name` and `type`, recursion desired.

@@ -1,3 +1,5 @@
+import LVSCore
+
 /// Big-endian field access on raw packet bytes. Callers check bounds first (the parser does, once
 /// per frame); these do not, so the hot path pays for no check twice.
 extension UnsafeRawBufferPointer {
@@ -7,6 +9,11 @@ extension UnsafeRawBufferPointer {
 
     @inlinable func u32(_ offset: Int) -> UInt32 {
         UInt32(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+    }
+
+    /// The 16 bytes at `offset` as an IPv6 address.
+    @inlinable func ipv6(_ offset: Int) -> IPAddress {
+        IPAddress(v6High: UInt64(u32(offset)) << 32 | UInt64(u32(offset + 4)), low: UInt64(u32(offset + 8)) << 32 | UInt64(u32(offset + 12)))
     }
 }
 

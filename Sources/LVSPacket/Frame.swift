@@ -152,9 +152,6 @@ extension Frame {
         guard b[n] >> 4 == 6 else { return .failure(.badVersion) }
         let end = n + 40 + Int(b.u16(n + 4))
         guard end <= b.count else { return .failure(.badTotalLength) }
-        func address(_ o: Int) -> IPAddress {
-            IPAddress(v6High: UInt64(b.u32(o)) << 32 | UInt64(b.u32(o + 4)), low: UInt64(b.u32(o + 8)) << 32 | UInt64(b.u32(o + 12)))
-        }
         var next = b[n + 6]
         var at = n + 40
         var fragment = Frame.Fragment.none
@@ -180,7 +177,7 @@ extension Frame {
             }
         }
         var frame = Frame(network: n, transport: at, end: end, isV6: true, protocolNumber: next,
-                          source: address(n + 8), destination: address(n + 24), sourcePort: 0, destinationPort: 0,
+                          source: b.ipv6(n + 8), destination: b.ipv6(n + 24), sourcePort: 0, destinationPort: 0,
                           tcpFlags: [], sctpChunk: nil, icmpType: 0, icmpCode: 0, fragment: fragment, dontFragment: true,
                           hopLimit: b[n + 7], vlan: vlan)
         if fragment == .later { return .success(frame) }

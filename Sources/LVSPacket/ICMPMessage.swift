@@ -108,10 +108,7 @@ public enum ICMPMessage {
         var q: Quote
         if f.isV6 {
             guard f.end >= n + 40, b[n] >> 4 == 6 else { return nil }
-            func address(_ o: Int) -> IPAddress {
-                IPAddress(v6High: UInt64(b.u32(o)) << 32 | UInt64(b.u32(o + 4)), low: UInt64(b.u32(o + 8)) << 32 | UInt64(b.u32(o + 12)))
-            }
-            q = Quote(network: n, transport: n + 40, isV6: true, protocolNumber: b[n + 6], source: address(n + 8), destination: address(n + 24),
+            q = Quote(network: n, transport: n + 40, isV6: true, protocolNumber: b[n + 6], source: b.ipv6(n + 8), destination: b.ipv6(n + 24),
                       sourcePort: 0, destinationPort: 0, hasPorts: false)
         } else {
             guard f.end >= n + 20, b[n] >> 4 == 4 else { return nil }

@@ -202,18 +202,10 @@ public final class PacketEngine: @unchecked Sendable {
         if options.niceValue != 0, case let code = lvs_raise_thread_priority(options.niceValue), code != 0 {
             logger.warning("packet thread keeps the default priority", metadata: ["errno": "\(code)"])
         }
-        let batch = min(max(options.batch, 1), 64)
-        let stride = PacketEngine.stride
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: stride * batch, alignment: 64)
-        let lengths = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
-        let flags = UnsafeMutablePointer<UInt32>.allocate(capacity: batch)
-        let outFrames = UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>.allocate(capacity: batch)
-        let outLengths = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
-        let outInterfaces = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
+        let batch = FrameBatch(count: min(max(options.batch, 1), 64), stride: PacketEngine.stride, headroom: PacketEngine.headroom)
         let events = lvs_epoll_events(Int32(receivers.count + 1))!
         defer {
-            buffer.deallocate(); lengths.deallocate(); flags.deallocate()
-            outFrames.deallocate(); outLengths.deallocate(); outInterfaces.deallocate(); free(events)
+            free(events)
             forwarder.release()
             finished.withLockedValue { $0 = true }
         }
@@ -221,14 +213,9 @@ public final class PacketEngine: @unchecked Sendable {
         var nextPublish: Int64 = 0
         var nextRefresh: Int64 = 0
         var missing: [IPAddress] = []
-        missing.reserveCapacity(batch)
+        missing.reserveCapacity(batch.count)
         var hopView = hops.snapshot
-        func flush(_ out: inout Int) {
-            guard out > 0 else { return }
-            let failed = sender.send(outFrames, lengths: outLengths, interfaces: outInterfaces, count: out)
-            if failed > 0 { forwarder.sendFailed(failed) }
-            out = 0
-        }
+        var failed = 0
         var pollUntil: Int64 = 0
         let pollSpan = Int64(options.pollMicroseconds) * 1000
         loop: while true {
@@ -253,8 +240,7 @@ public final class PacketEngine: @unchecked Sendable {
                 for _ in 0..<64 {
                     let got: Int
                     do {
-                        got = try receiver.receive(into: buffer.baseAddress!, stride: stride, headroom: PacketEngine.headroom, count: batch,
-                                                   lengths: lengths, flags: flags)
+                        got = try batch.receive(from: receiver)
                     } catch {
                         logger.debug("receive failed", metadata: ["error": "\(error)"])
                         break
@@ -262,43 +248,37 @@ public final class PacketEngine: @unchecked Sendable {
                     if got == 0 { break }
                     let now = state.now
                     pollUntil = now + pollSpan
-                    var out = 0
                     state.withTable { table in
                         for i in 0..<got {
-                            let slot = UnsafeMutableRawBufferPointer(rebasing: buffer[(i * stride)..<((i + 1) * stride)])
-                            let action = forwarder.handle(slot, start: PacketEngine.headroom, length: Int(lengths[i]), flags: flags[i],
+                            let slot = batch.slot(i)
+                            let action = forwarder.handle(slot, start: PacketEngine.headroom, length: Int(batch.lengths[i]), flags: batch.flags[i],
                                                           interface: ingress, table: &table, hops: hopView, missing: &missing, now: now)
                             switch action {
                             case .send(let start, let length, let interface):
-                                outFrames[out] = (slot.baseAddress! + start - VirtioHeader.size).assumingMemoryBound(to: UInt8.self)
-                                outLengths[out] = Int32(length + VirtioHeader.size)
-                                outInterfaces[out] = interface
-                                out += 1
+                                failed += batch.queue(slot: slot, start: start, length: length, interface: interface, via: sender)
                             case .sendSegments(let count, let interface):
                                 // The segments reuse one scratch area: out they go before the next frame.
-                                flush(&out)
-                                var k = 0
-                                while k < count {
+                                failed += batch.flush(via: sender)
+                                for k in 0..<count {
                                     let (pointer, length) = forwarder.segment(k)
-                                    outFrames[out] = pointer.assumingMemoryBound(to: UInt8.self)
-                                    outLengths[out] = Int32(length)
-                                    outInterfaces[out] = interface
-                                    out += 1
-                                    k += 1
-                                    if out == batch { flush(&out) }
+                                    failed += batch.queue(pointer, length: length, interface: interface, via: sender)
                                 }
-                                flush(&out)
+                                failed += batch.flush(via: sender)
                             default:
                                 break
                             }
                         }
                     }
-                    flush(&out)
+                    failed += batch.flush(via: sender)
+                    if failed > 0 {
+                        forwarder.sendFailed(failed)
+                        failed = 0
+                    }
                     if !missing.isEmpty {
                         for a in missing { hops.ask(a) }
                         missing.removeAll(keepingCapacity: true)
                     }
-                    if got < batch { break }
+                    if got < batch.count { break }
                 }
             }
             let now = state.now

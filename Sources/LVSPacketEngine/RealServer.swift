@@ -172,45 +172,30 @@ public final class Decapsulator: @unchecked Sendable {
 
     private func run() {
         lvs_name_thread("lvsd-decap")
-        let stride = 69632, headroom = 128, batch = 64
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: stride * batch, alignment: 64)
-        let lengths = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
-        let flags = UnsafeMutablePointer<UInt32>.allocate(capacity: batch)
-        let outFrames = UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>.allocate(capacity: batch)
-        let outLengths = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
-        let outInterfaces = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
+        let batch = FrameBatch(count: 64, stride: 69632, headroom: 128)
         var polls = receivers.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
-        defer {
-            buffer.deallocate(); lengths.deallocate(); flags.deallocate()
-            outFrames.deallocate(); outLengths.deallocate(); outInterfaces.deallocate()
-            finished.withLockedValue { $0 = true }
-        }
+        defer { finished.withLockedValue { $0 = true } }
         while running.withLockedValue({ $0 }) {
             _ = poll(&polls, nfds_t(polls.count), 100)
             for receiver in receivers {
-                guard let got = try? receiver.receive(into: buffer.baseAddress!, stride: stride, headroom: headroom, count: batch,
-                                                      lengths: lengths, flags: flags), got > 0 else { continue }
-                var out = 0
+                guard let got = try? batch.receive(from: receiver), got > 0 else { continue }
+                var sent = 0
                 for i in 0..<got {
-                    let slot = UnsafeMutableRawBufferPointer(rebasing: buffer[(i * stride)..<((i + 1) * stride)])
-                    let frameBytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(slot)[headroom..<(headroom + Int(lengths[i]))])
+                    let slot = batch.slot(i)
+                    let frameBytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(slot)[batch.headroom..<(batch.headroom + Int(batch.lengths[i]))])
                     guard case .success(let outer) = Frame.parse(frameBytes),
                           let inner = Tunnel.innerOffset(frameBytes, outer, guePort: guePort),
                           case .success(let innerFrame) = Frame.parseIP(frameBytes, at: inner) else { continue }
                     // A fresh Ethernet header (to nobody: lo takes anything) and virtio_net_hdr before the inner datagram.
-                    let start = headroom + inner - 14
+                    let start = batch.headroom + inner - 14
                     for k in 0..<12 { slot[start + k] = 0 }
                     slot.setU16Public(start + 12, innerFrame.isV6 ? EtherType.ipv6 : EtherType.ipv4)
                     VirtioHeader().write(to: slot, at: start - VirtioHeader.size)
-                    outFrames[out] = (slot.baseAddress! + start - VirtioHeader.size).assumingMemoryBound(to: UInt8.self)
-                    outLengths[out] = Int32(14 + innerFrame.ipLength + VirtioHeader.size)
-                    outInterfaces[out] = loopback
-                    out += 1
+                    batch.queue(slot: slot, start: start, length: 14 + innerFrame.ipLength, interface: loopback, via: sender)
+                    sent += 1
                 }
-                if out > 0 {
-                    _ = sender.send(outFrames, lengths: outLengths, interfaces: outInterfaces, count: out)
-                    delivered.withLockedValue { $0 += UInt64(out) }
-                }
+                batch.flush(via: sender)
+                delivered.withLockedValue { $0 += UInt64(sent) }
             }
         }
     }

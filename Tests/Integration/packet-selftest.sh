@@ -23,6 +23,15 @@ transfer() {
     cmp -s "$work/in" "$work/got"
 }
 
+# finish MODE: stops lvsd, checks it took its nft table with it, removes the namespaces.
+finish() {
+    kill -TERM $lvsd_pid; wait $lvsd_pid || true; grep "packet engine stopped" "$work/err" | tail -1
+    ip netns exec "$ns1" nft list table netdev lvsd >/dev/null 2>&1 && fail "$1: the interception table outlived lvsd"
+    for n in "${namespaces[@]}"; do ip netns del "$n"; done; namespaces=()
+    rm -f "$work/lvsd.sock"
+    echo "packet-selftest: $1 ok"
+}
+
 dr() {
     selftest_topology
     ip -n "$ns0" route add $vip via 10.0.0.1 dev br0
@@ -39,11 +48,7 @@ dr() {
     transfer || fail "DR: the bytes did not arrive intact"
     local stats; stats=$(ipvsadm_in "$ns1" -Ln --stats)
     echo "$stats" | awk '/172.16.0.2/ { if ($4 < 20 || $5 != 0) exit 1 }' || fail "DR: counters: $stats"
-    kill -TERM $lvsd_pid; wait $lvsd_pid || true; grep "packet engine stopped" "$work/err" | tail -1
-    ip netns exec "$ns1" nft list table netdev lvsd >/dev/null 2>&1 && fail "DR: the interception table outlived lvsd"
-    for n in "${namespaces[@]}"; do ip netns del "$n"; done; namespaces=()
-    rm -f "$work/lvsd.sock"
-    echo "packet-selftest: DR ok"
+    finish DR
 }
 
 nat() {
@@ -59,10 +64,7 @@ nat() {
     transfer || fail "NAT: the bytes did not arrive intact"
     local stats; stats=$(ipvsadm_in "$ns1" -Ln --stats)
     echo "$stats" | awk '/172.16.0.2/ { if ($4 < 20 || $5 < 10) exit 1 }' || fail "NAT: counters: $stats"
-    kill -TERM $lvsd_pid; wait $lvsd_pid || true; grep "packet engine stopped" "$work/err" | tail -1
-    for n in "${namespaces[@]}"; do ip netns del "$n"; done; namespaces=()
-    rm -f "$work/lvsd.sock"
-    echo "packet-selftest: NAT ok"
+    finish NAT
 }
 
 tun() {
@@ -88,10 +90,7 @@ tun() {
     grep -q "tunnelled packets delivered" "$work/realserver" || fail "TUN: realserver did not stop cleanly: $(cat "$work/realserver")"
     ip -n "$ns2" addr show dev lo | grep -q $vip && fail "TUN: realserver stop left the VIP on lo"
     [[ $(ip netns exec "$ns2" sysctl -n net.ipv4.conf.all.arp_ignore) == 0 ]] || fail "TUN: arp_ignore not restored"
-    kill -TERM $lvsd_pid; wait $lvsd_pid || true; grep "packet engine stopped" "$work/err" | tail -1
-    for n in "${namespaces[@]}"; do ip netns del "$n"; done; namespaces=()
-    rm -f "$work/lvsd.sock"
-    echo "packet-selftest: TUN ok"
+    finish TUN
 }
 
 dr
