@@ -217,3 +217,8 @@ int lvs_attach_filter(int fd, const uint64_t *program, int count) {
     struct sock_fprog fprog = { .len = (unsigned short)count, .filter = (struct sock_filter *)program };
     return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof fprog) == 0 ? 0 : errno;
 }
+
+int lvs_packet_fanout(int fd, int group) {
+    int value = (group & 0xFFFF) | (PACKET_FANOUT_HASH << 16);
+    return setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &value, sizeof value) == 0 ? 0 : errno;
+}

@@ -58,6 +58,20 @@ public struct PacketCounters: Sendable, Hashable {
     public init() {}
 
     public var dropped: UInt64 { drops.reduce(0, +) }
+
+    /// The sum of several forwarders' counters.
+    public static func + (a: PacketCounters, b: PacketCounters) -> PacketCounters {
+        var c = a
+        c.received &+= b.received
+        c.passed &+= b.passed
+        c.forwarded &+= b.forwarded
+        c.replies &+= b.replies
+        c.icmpSent &+= b.icmpSent
+        c.related &+= b.related
+        for i in c.drops.indices { c.drops[i] &+= b.drops[i] }
+        for i in c.malformed.indices { c.malformed[i] &+= b.malformed[i] }
+        return c
+    }
 }
 
 /// What to do with one frame.
@@ -110,18 +124,34 @@ public struct VirtioHeader: Sendable, Hashable {
 /// The packet path's decisions, one frame at a time, without I/O: the engine hands it a frame in a
 /// buffer (with headroom before it for a tunnel header, its virtio_net_hdr just before it) and
 /// sends what it says (each frame to send is preceded by its virtio_net_hdr). Owned by one thread.
-public struct Forwarder {
-    /// Where a NAT connection's replies go: the interface its first packet came in on and the
-    /// Ethernet address it came from (the client, or the router before it).
-    struct ReturnPath {
+/// Where each NAT connection's replies go: the interface its first packet came in on and the
+/// Ethernet address it came from (the client, or the router before it). One per engine, shared by
+/// its forwarders, read and written only under the table's lock.
+public final class ReturnPaths: @unchecked Sendable {
+    // @unchecked Sendable: used only by forwarders, inside the table's lock.
+    struct Path {
         var interface: Int32
         var mac: MACAddress
         var generation: UInt16
         var valid: Bool
     }
 
+    let paths: UnsafeMutablePointer<Path>
+    let capacity: Int
+
+    public init(capacity: Int) {
+        self.capacity = max(capacity, 1)
+        paths = .allocate(capacity: self.capacity)
+        paths.initialize(repeating: Path(interface: 0, mac: .zero, generation: 0, valid: false), count: self.capacity)
+    }
+
+    deinit { paths.deallocate() }
+}
+
+public struct Forwarder {
     public private(set) var counters = PacketCounters()
-    private var returnPaths: UnsafeMutablePointer<ReturnPath>
+    private let shared: ReturnPaths
+    private let returnPaths: UnsafeMutablePointer<ReturnPaths.Path>
     private let capacity: Int
     /// Tunnel types by real server (from the table; `-i` with `--tun-type`).
     public var tunnels: [Endpoint: TunnelConfig] = [:]
@@ -137,9 +167,13 @@ public struct Forwarder {
     public static let maximumSegments = 128
 
     public init(capacity: Int) {
-        self.capacity = max(capacity, 1)
-        returnPaths = .allocate(capacity: self.capacity)
-        returnPaths.initialize(repeating: ReturnPath(interface: 0, mac: .zero, generation: 0, valid: false), count: self.capacity)
+        self.init(returnPaths: ReturnPaths(capacity: capacity))
+    }
+
+    public init(returnPaths shared: ReturnPaths) {
+        self.shared = shared
+        returnPaths = shared.paths
+        capacity = shared.capacity
         segments = .allocate(byteCount: Forwarder.segmentStride * Forwarder.maximumSegments, alignment: 64)
         segmentStarts = .allocate(capacity: Forwarder.maximumSegments)
         segmentLengths = .allocate(capacity: Forwarder.maximumSegments)
@@ -147,7 +181,6 @@ public struct Forwarder {
 
     /// Frees the forwarder's tables; it must not be used after.
     public func release() {
-        returnPaths.deallocate()
         segments.deallocate()
         segmentStarts.deallocate()
         segmentLengths.deallocate()
@@ -248,7 +281,7 @@ public struct Forwarder {
         if !icmp && method == .masquerade && forwarding.connection.index >= 0 && Int(forwarding.connection.index) < capacity {
             let i = Int(forwarding.connection.index)
             if forwarding.isNew || !returnPaths[i].valid || returnPaths[i].generation != forwarding.connection.generation {
-                returnPaths[i] = ReturnPath(interface: interface, mac: MACAddress.read(UnsafeRawBufferPointer(buffer), at: frameStart + 6),
+                returnPaths[i] = ReturnPaths.Path(interface: interface, mac: MACAddress.read(UnsafeRawBufferPointer(buffer), at: frameStart + 6),
                                             generation: forwarding.connection.generation, valid: true)
             }
         }

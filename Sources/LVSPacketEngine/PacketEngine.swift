@@ -10,14 +10,15 @@ import NIOConcurrencyHelpers
 import Glibc
 #endif
 
-/// The `packet` engine: IPVS's data plane in user space. One thread reads the frames arriving on
-/// the given interfaces (AF_PACKET), decides for each with the shared table (`Forwarder`), and
-/// sends the rewritten frames out (NAT, direct routing, IP tunnelling); an nftables table keeps
-/// the kernel from answering for the same packets (`Interception`). The table's clocks run on the
-/// same thread between batches.
+/// The `packet` engine: IPVS's data plane in user space. Its threads (`PacketWorker`) read the
+/// frames arriving on the given interfaces (AF_PACKET; with several threads, each interface's
+/// flows are spread over them by hash, a flow always to the same one), decide for each with the
+/// shared table (`Forwarder`), and send the rewritten frames out (NAT, direct routing, IP
+/// tunnelling); an nftables table keeps the kernel from answering for the same packets
+/// (`Interception`). The table's clocks run on the first thread between batches.
 public final class PacketEngine: @unchecked Sendable {
-    // @unchecked Sendable: `forwarder`, the sockets and the buffers belong to the packet thread;
-    // `inbox`, `published` and `interception` are behind locks; `hops` is thread-safe.
+    // @unchecked Sendable: each worker's sockets, buffers and forwarder belong to its thread;
+    // `interception` and `filtered` are behind locks; `hops` is thread-safe.
     public struct Options: Sendable {
         public var interfaces: [String]
         /// Frames taken per system call.
@@ -27,6 +28,8 @@ public final class PacketEngine: @unchecked Sendable {
         /// After traffic, how long the packet thread keeps polling its sockets before it sleeps
         /// in epoll (0: it sleeps at once). Polling spares the wake-up of every small batch.
         public var pollMicroseconds = 200
+        /// Packet threads.
+        public var threads = 1
 
         public init(interfaces: [String]) {
             self.interfaces = interfaces
@@ -41,12 +44,8 @@ public final class PacketEngine: @unchecked Sendable {
     let logger: Logger
     public let options: Options
     let hops = NextHops()
-    private let interfaceIndexes: [Int32]
-    private var receivers: [PacketSocket] = []
-    private let sender: PacketSocket
-    private let epollFD: Int32
-    private let wakeFD: Int32
-    private var forwarder: Forwarder
+    let interfaceIndexes: [Int32]
+    private var workers: [PacketWorker] = []
     private let interception = NIOLockedValueBox<Interception?>(nil)
     /// What the sockets' filter lets through (VIPs, NAT real servers, IPv6 or not).
     private let filtered = NIOLockedValueBox<FilterSet>(FilterSet())
@@ -59,14 +58,6 @@ public final class PacketEngine: @unchecked Sendable {
         func union(_ o: FilterSet) -> FilterSet {
             FilterSet(destinations: destinations.union(o.destinations), sources: sources.union(o.sources), ipv6: ipv6 || o.ipv6)
         }
-    }
-    private let published = NIOLockedValueBox(PacketCounters())
-    private let inbox = NIOLockedValueBox<[Command]>([])
-    private let finished = NIOLockedValueBox(false)
-
-    enum Command {
-        case tunnels([Endpoint: TunnelConfig])
-        case stop
     }
 
     /// Room for a 64 KiB super-packet with headroom before it and an ICMP answer after it.
@@ -85,22 +76,32 @@ public final class PacketEngine: @unchecked Sendable {
             indexes.append(i)
         }
         interfaceIndexes = indexes
-        do {
-            sender = try PacketSocket()
-            for i in indexes { receivers.append(try PacketSocket(receivingOn: i)) }
-        } catch {
-            throw Failure(description: "\(error) (the packet engine needs root, or CAP_NET_RAW and CAP_NET_ADMIN)")
-        }
-        epollFD = lvs_epoll_create()
-        wakeFD = lvs_eventfd()
-        guard epollFD >= 0, wakeFD >= 0 else { throw Failure(description: "epoll or eventfd unavailable") }
-        _ = lvs_epoll_add(epollFD, wakeFD, UInt32(LVS_EPOLLIN), UInt64(receivers.count))
-        for (k, r) in receivers.enumerated() { _ = lvs_epoll_add(epollFD, r.fd, UInt32(LVS_EPOLLIN), UInt64(k)) }
-        let capacity = state.withTable { $0.connectionSlots }
-        forwarder = Forwarder(capacity: capacity)
+        let returnPaths = ReturnPaths(capacity: state.withTable { $0.connectionSlots })
+        var macs: [Int32: MACAddress] = [:]
         let netlink = try? RouteNetlink()
         for i in indexes {
-            if let link = try? netlink?.link(i), let mac = MACAddress(link.mac) { forwarder.interfaceMACs[i] = mac }
+            if let link = try? netlink?.link(i), let mac = MACAddress(link.mac) { macs[i] = mac }
+        }
+        let threads = min(max(options.threads, 1), 64)
+        // A fanout group per interface, numbered from this process's id so that two lvsd (in two
+        // namespaces) never share one.
+        let groupBase = UInt16(truncatingIfNeeded: getpid() &* 16)
+        do {
+            for w in 0..<threads {
+                var receivers: [PacketSocket] = []
+                for (k, i) in indexes.enumerated() {
+                    let socket = try PacketSocket(receivingOn: i)
+                    if threads > 1 { try socket.joinFanout(groupBase &+ UInt16(k)) }
+                    receivers.append(socket)
+                }
+                var forwarder = Forwarder(returnPaths: returnPaths)
+                forwarder.interfaceMACs = macs
+                workers.append(try PacketWorker(index: w, engine: self, receivers: receivers, sender: try PacketSocket(), forwarder: forwarder))
+            }
+        } catch let failure as Failure {
+            throw failure
+        } catch {
+            throw Failure(description: "\(error) (the packet engine needs root, or CAP_NET_RAW and CAP_NET_ADMIN)")
         }
         // The rules before the first frame: with no services they drop nothing, and the sockets
         // take nothing.
@@ -111,29 +112,18 @@ public final class PacketEngine: @unchecked Sendable {
     /// Lets through the sockets only what `set` names.
     private func filter(_ set: FilterSet) throws {
         let program = SocketFilter.program(destinations: Array(set.destinations), sources: Array(set.sources), acceptIPv6: set.ipv6)
-        for r in receivers {
-            let code = SocketFilter.attach(program, to: r.fd)
-            if code != 0 { throw Failure(description: "cannot attach the socket filter: \(String(cString: strerror(code)))") }
+        for w in workers {
+            for r in w.receivers {
+                let code = SocketFilter.attach(program, to: r.fd)
+                if code != 0 { throw Failure(description: "cannot attach the socket filter: \(String(cString: strerror(code)))") }
+            }
         }
         filtered.withLockedValue { $0 = set }
     }
 
-    deinit {
-        close(epollFD)
-        close(wakeFD)
-    }
-
-    /// Starts the packet thread.
+    /// Starts the packet threads.
     public func start() {
-        let context = Unmanaged.passRetained(self).toOpaque()
-        var thread = pthread_t()
-        let created = pthread_create(&thread, nil, { raw in
-            let engine = Unmanaged<PacketEngine>.fromOpaque(raw!).takeRetainedValue()
-            engine.run()
-            return nil
-        }, context)
-        precondition(created == 0, "cannot start the packet thread")
-        pthread_detach(thread)
+        for w in workers { w.start() }
     }
 
     /// The table changed: the interception rules, the real servers' next hops and the tunnel types
@@ -151,7 +141,7 @@ public final class PacketEngine: @unchecked Sendable {
         }
         hops.track(servers)
         hops.resolveNow()
-        submit(.tunnels(tunnels))
+        for w in workers { w.submit(.tunnels(tunnels)) }
         var set = FilterSet()
         for t in wanted.services { set.destinations.insert(t.address) }
         for h in wanted.portlessServices { set.destinations.insert(h.address) }
@@ -170,13 +160,13 @@ public final class PacketEngine: @unchecked Sendable {
         interception.withLockedValue { $0 = rules }
     }
 
-    /// The counters as of the last batch.
-    public var counters: PacketCounters { published.withLockedValue { $0 } }
+    /// The counters as of the last batch, all threads together.
+    public var counters: PacketCounters { workers.reduce(PacketCounters()) { $0 + $1.counters } }
 
-    /// Stops the thread and removes the interception rules.
+    /// Stops the threads and removes the interception rules.
     public func stop() {
-        submit(.stop)
-        for _ in 0..<200 where !finished.withLockedValue({ $0 }) { usleep(5000) }
+        for w in workers { w.submit(.stop) }
+        for w in workers { w.waitUntilFinished() }
         hops.stop()
         Interception.remove()
         interception.withLockedValue { $0 = nil }
@@ -187,16 +177,73 @@ public final class PacketEngine: @unchecked Sendable {
         for error in FrameError.allCases where c.malformed[error.rawValue] > 0 { metadata["malformed: \(error.label)"] = "\(c.malformed[error.rawValue])" }
         logger.info("packet engine stopped", metadata: metadata)
     }
+}
 
-    private func submit(_ command: Command) {
+/// One packet thread: its own sockets on each interface (in the interface's fanout group when
+/// there are several threads), its own sender, buffers and forwarder; the table shared.
+final class PacketWorker: @unchecked Sendable {
+    // @unchecked Sendable: everything but `inbox`, `published` and `finished` (locked) is used by
+    // the worker's thread only, after `start`.
+    let index: Int
+    unowned let engine: PacketEngine
+    let receivers: [PacketSocket]
+    private let sender: PacketSocket
+    private var forwarder: Forwarder
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    private let inbox = NIOLockedValueBox<[Command]>([])
+    private let published = NIOLockedValueBox(PacketCounters())
+    private let finished = NIOLockedValueBox(false)
+
+    enum Command {
+        case tunnels([Endpoint: TunnelConfig])
+        case stop
+    }
+
+    init(index: Int, engine: PacketEngine, receivers: [PacketSocket], sender: PacketSocket, forwarder: Forwarder) throws {
+        self.index = index
+        self.engine = engine
+        self.receivers = receivers
+        self.sender = sender
+        self.forwarder = forwarder
+        epollFD = lvs_epoll_create()
+        wakeFD = lvs_eventfd()
+        guard epollFD >= 0, wakeFD >= 0 else { throw PacketEngine.Failure(description: "epoll or eventfd unavailable") }
+        _ = lvs_epoll_add(epollFD, wakeFD, UInt32(LVS_EPOLLIN), UInt64(receivers.count))
+        for (k, r) in receivers.enumerated() { _ = lvs_epoll_add(epollFD, r.fd, UInt32(LVS_EPOLLIN), UInt64(k)) }
+    }
+
+    deinit {
+        close(epollFD)
+        close(wakeFD)
+    }
+
+    var counters: PacketCounters { published.withLockedValue { $0 } }
+
+    func submit(_ command: Command) {
         inbox.withLockedValue { $0.append(command) }
         lvs_eventfd_signal(wakeFD)
     }
 
-    // MARK: The packet thread
+    func waitUntilFinished() {
+        for _ in 0..<200 where !finished.withLockedValue({ $0 }) { usleep(5000) }
+    }
+
+    func start() {
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var thread = pthread_t()
+        let created = pthread_create(&thread, nil, { raw in
+            let worker = Unmanaged<PacketWorker>.fromOpaque(raw!).takeRetainedValue()
+            worker.run()
+            return nil
+        }, context)
+        precondition(created == 0, "cannot start a packet thread")
+        pthread_detach(thread)
+    }
 
     private func run() {
-        lvs_name_thread("lvsd-packet")
+        let options = engine.options, state = engine.state, hops = engine.hops, logger = engine.logger
+        lvs_name_thread("lvsd-packet-\(index)")
         // Forwarding is the kernel's softirq work when IPVS does it, ahead of every process: the
         // packet thread asks for the nearest thing, a nice value ahead of ordinary work.
         if options.niceValue != 0, case let code = lvs_raise_thread_priority(options.niceValue), code != 0 {
@@ -236,7 +283,7 @@ public final class PacketEngine: @unchecked Sendable {
             }
             // Every interface, until each is drained (a bounded number of batches per wake-up).
             for (r, receiver) in receivers.enumerated() {
-                let ingress = interfaceIndexes[r]
+                let ingress = engine.interfaceIndexes[r]
                 for _ in 0..<64 {
                     let got: Int
                     do {
@@ -283,7 +330,7 @@ public final class PacketEngine: @unchecked Sendable {
             }
             let now = state.now
             if now >= nextTick {
-                state.tick(now: now)
+                if index == 0 { state.tick(now: now) }
                 nextTick = now + LoadBalancerState.tickInterval
                 hopView = hops.snapshot
             }
@@ -292,7 +339,7 @@ public final class PacketEngine: @unchecked Sendable {
                 published.withLockedValue { $0 = c }
                 nextPublish = now + 200_000_000
             }
-            if now >= nextRefresh {
+            if index == 0 && now >= nextRefresh {
                 if nextRefresh != 0 { hops.refresh() }
                 nextRefresh = now + 5_000_000_000
             }

@@ -29,6 +29,12 @@ public final class PacketSocket {
 
     deinit { close(fd) }
 
+    /// Shares the interface's frames with the other sockets of fanout `group`, flow by flow.
+    public func joinFanout(_ group: UInt16) throws {
+        let code = lvs_packet_fanout(fd, Int32(group))
+        if code != 0 { throw Failure(description: "packet fanout: \(String(cString: strerror(code)))") }
+    }
+
     /// Flags of a received frame.
     public struct Flags: OptionSet, Sendable {
         public let rawValue: UInt32

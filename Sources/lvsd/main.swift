@@ -33,6 +33,8 @@ let usage = """
                               packet engine: the interfaces whose traffic it forwards (clients'
                               side, and the real servers' side for NAT replies)
           --packet-nice N     packet engine: the packet thread's nice value (default 0)
+          --packet-threads N  packet engine: threads forwarding (each interface's flows spread over
+                              them; default 1)
           --packet-poll-us N  packet engine: after traffic, poll the sockets for N microseconds
                               before sleeping (default 200; 0 sleeps at once)
           --control PATH      control socket (also LVSD_SOCKET; default /run/lvsd.sock as root,
@@ -67,6 +69,7 @@ var engineName = "proxy"
 var interfaces: [String] = []
 var packetNice: Int32 = 0
 var packetPoll = 200
+var packetThreads = 1
 var controlPath: String?
 var detail = false
 var demo = false
@@ -99,6 +102,9 @@ while let arg = args.popFirst() {
     case "--packet-nice":
         guard let n = Int32(inline ?? value(name)), (-20...19).contains(n) else { fail("--packet-nice takes a number from -20 to 19") }
         packetNice = n
+    case "--packet-threads":
+        guard let n = Int(inline ?? value(name)), (1...64).contains(n) else { fail("--packet-threads takes a number from 1 to 64") }
+        packetThreads = n
     case "--packet-poll-us":
         guard let n = Int(inline ?? value(name)), (0...100_000).contains(n) else { fail("--packet-poll-us takes a number from 0 to 100000") }
         packetPoll = n
@@ -174,6 +180,7 @@ if engineName == "packet" {
         var options = PacketEngine.Options(interfaces: interfaces)
         options.niceValue = packetNice
         options.pollMicroseconds = packetPoll
+        options.threads = packetThreads
         try director.usePacketEngine(options)
     } catch {
         fail("\(error)", code: 1)

@@ -135,6 +135,10 @@ int lvs_raise_thread_priority(int nice_value);
 /// sock_filter (code, jt, jf, k) in its memory layout; 0 or errno.
 int lvs_attach_filter(int fd, const uint64_t *program, int count);
 
+/// Joins the packet socket to fanout group `group` (flows spread by hash over the group's sockets,
+/// each flow always to the same one); 0 or errno.
+int lvs_packet_fanout(int fd, int group);
+
 /// if_nametoindex (0 when there is no such interface).
 int lvs_interface_index(const char *name);
 
