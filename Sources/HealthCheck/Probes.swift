@@ -128,9 +128,10 @@ public enum Prober {
         }
         var bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(.nanoseconds(timeout))
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+        // SO_REUSEADDR only matters for a bound source (bindto/bind_port); a plain connect needs no
+        // option set (each costs a system call per probe).
         if let bind = spec.bindTo, let local = try? SocketAddress(ipAddress: "\(bind)", port: Int(spec.bindPort ?? 0)) {
-            bootstrap = bootstrap.bind(to: local)
+            bootstrap = bootstrap.channelOption(.socketOption(.so_reuseaddr), value: 1).bind(to: local)
         }
         switch spec.kind {
         case .ping:
