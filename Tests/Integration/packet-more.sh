@@ -45,6 +45,12 @@ transfer6() { # VIP PORT RS-PORT
 
 # IPv6 NAT, to another port.
 topology
+# A second lvsd on the same control socket refuses to start and leaves the first one's rules alone.
+if ip netns exec "$d" env LVSD_SOCKET="$work/lvsd.sock" "$bin/lvsd" --engine packet --interface front,back 2>"$work/second"; then
+    fail "a second lvsd started"
+fi
+grep -q "another lvsd is already running" "$work/second" || fail "second lvsd: $(cat "$work/second")"
+ip netns exec "$d" nft list table netdev lvsd | grep -q "chain ingress0" || fail "the second lvsd touched the first one's rules"
 ipvsadm_in "$d" -A -t "[2001:db8:100::1]:8080" -s rr
 ipvsadm_in "$d" -a -t "[2001:db8:100::1]:8080" -r "[2001:db8:2::2]:9090" -m
 ip netns exec "$c" ip -6 route add 2001:db8:100::1 via 2001:db8:1::1
