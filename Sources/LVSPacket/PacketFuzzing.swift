@@ -66,6 +66,27 @@ public enum PacketFuzzing {
         }
         _ = Tunnel.innerOffset(input, frame, guePort: UInt16(seed))
 
+        // Reassembly of a fragment (twice: a duplicate), and fragmentation of what has no DF.
+        if frame.fragment != .none {
+            var r = IPv4Reassembler(maximum: 4)
+            _ = r.add(input, frame, now: 0)
+            if let whole = r.add(input, frame, now: 1) { precondition(whole.count <= 65535 + 60) }
+        }
+        if !frame.dontFragment && !frame.isV6 {
+            let stride = 2048
+            let out = UnsafeMutableRawBufferPointer.allocate(byteCount: stride * 16, alignment: 16)
+            defer { out.deallocate() }
+            let lengths = UnsafeMutablePointer<Int>.allocate(capacity: 16)
+            defer { lengths.deallocate() }
+            if let count = IPv4Fragmentation.fragment(input, frame, mtu: 68 + Int(seed), into: out, stride: stride, headroom: 16,
+                                                      lengths: lengths, maximum: 16) {
+                for i in 0..<count {
+                    let s = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(out)[(i * stride + 16)..<(i * stride + 16 + lengths[i])])
+                    guard case .success = Frame.parse(s) else { preconditionFailure("a fragment does not read") }
+                }
+            }
+        }
+
         // Segmentation of whatever TCP payload there is, with a small MSS from the input.
         if frame.protocolNumber == IPProtocolNumber.tcp {
             let stride = 2048

@@ -52,6 +52,9 @@ public struct PacketCounters: Sendable, Hashable {
     public var icmpSent: UInt64 = 0
     /// ICMP errors about a connection, forwarded (translated for NAT).
     public var related: UInt64 = 0
+    /// IPv4 fragments taken for reassembly, and the datagrams made whole from them.
+    public var fragments: UInt64 = 0
+    public var reassembled: UInt64 = 0
     public var drops = [UInt64](repeating: 0, count: PacketDrop.allCases.count)
     public var malformed = [UInt64](repeating: 0, count: FrameError.allCases.count)
 
@@ -68,6 +71,8 @@ public struct PacketCounters: Sendable, Hashable {
         c.replies &+= b.replies
         c.icmpSent &+= b.icmpSent
         c.related &+= b.related
+        c.fragments &+= b.fragments
+        c.reassembled &+= b.reassembled
         for i in c.drops.indices { c.drops[i] &+= b.drops[i] }
         for i in c.malformed.indices { c.malformed[i] &+= b.malformed[i] }
         return c
@@ -83,6 +88,8 @@ public enum FrameAction: Sendable, Hashable {
     case send(start: Int, length: Int, interface: Int32)
     /// Send the forwarder's `count` segments (`Forwarder.segment(_:)`) out of `interface`.
     case sendSegments(count: Int, interface: Int32)
+    /// A fragment kept until its datagram is whole.
+    case held
 }
 
 /// The virtio_net_hdr before each frame (PACKET_VNET_HDR, little-endian): a GRO/TSO super-packet
@@ -157,6 +164,13 @@ public struct Forwarder {
     public var tunnels: [Endpoint: TunnelConfig] = [:]
     /// The Ethernet address of each interface frames arrive on (for ICMP answers).
     public var interfaceMACs: [Int32: MACAddress] = [:]
+    /// The MTU of each of those interfaces (a NAT reply going back out of one is fragmented to it).
+    public var interfaceMTUs: [Int32: Int] = [:]
+    /// The VIPs and NAT real servers: fragments to or from them are reassembled here (the kernel
+    /// reassembles before IPVS); others are the kernel's.
+    public var fragmentAddresses: Set<IPAddress> = []
+    private var reassembler = IPv4Reassembler()
+    private let reassembled: UnsafeMutableRawBufferPointer
     private var identification: UInt16 = 1
     /// Where a super-packet that must go through a tunnel is cut into segments.
     private let segments: UnsafeMutableRawBufferPointer
@@ -175,6 +189,7 @@ public struct Forwarder {
         returnPaths = shared.paths
         capacity = shared.capacity
         segments = .allocate(byteCount: Forwarder.segmentStride * Forwarder.maximumSegments, alignment: 64)
+        reassembled = .allocate(byteCount: 69632, alignment: 64)
         segmentStarts = .allocate(capacity: Forwarder.maximumSegments)
         segmentLengths = .allocate(capacity: Forwarder.maximumSegments)
     }
@@ -182,6 +197,7 @@ public struct Forwarder {
     /// Frees the forwarder's tables; it must not be used after.
     public func release() {
         segments.deallocate()
+        reassembled.deallocate()
         segmentStarts.deallocate()
         segmentLengths.deallocate()
     }
@@ -210,9 +226,12 @@ public struct Forwarder {
             counters.passed &+= 1
             return .pass
         }
-        guard frame.fragment != .later, flags & 16 == 0 else {
+        guard flags & 16 == 0 else {
             counters.passed &+= 1
             return .pass
+        }
+        if frame.fragment != .none {
+            return fragment(buffer, frame, start: start, flags: flags, interface: interface, table: &table, hops: hops, missing: &missing, now: now)
         }
         if flags & 1 != 0 { return drop(.truncated) }
         let virtio = start >= VirtioHeader.size ? VirtioHeader(buffer, at: start - VirtioHeader.size) : VirtioHeader()
@@ -222,9 +241,6 @@ public struct Forwarder {
         f.transport += start
         f.end += start
         let summary = frame.summary()
-        // The kernel's IPVS only ever sees whole datagrams (defragmentation comes first): a first
-        // fragment must not touch the table. (Later fragments were left to the kernel above.)
-        if frame.fragment == .first { return drop(.fragment) }
         if frame.protocolNumber == IPProtocolNumber.icmp || frame.protocolNumber == IPProtocolNumber.icmpv6,
            let quote = ICMPMessage.quote(UnsafeRawBufferPointer(buffer), f), quote.hasPorts {
             return related(buffer, &f, quote, frameStart: start, virtio: virtio, interface: interface, table: table, hops: hops, missing: &missing)
@@ -241,6 +257,63 @@ public struct Forwarder {
         case .forward(let forwarding):
             return forward(buffer, &f, forwarding, frameStart: start, virtio: virtio, interface: interface, hops: hops, missing: &missing)
         }
+    }
+
+    /// A fragment: IPVS only ever sees whole datagrams (the kernel reassembles first), so one to
+    /// a VIP or from a NAT real server is kept until its datagram is complete, which then goes the
+    /// way any datagram goes. IPv6 fragments and the rest are the kernel's.
+    private mutating func fragment(_ buffer: UnsafeMutableRawBufferPointer, _ frame: Frame, start: Int, flags: UInt32, interface: Int32,
+                                   table: inout IPVS, hops: [IPAddress: NextHop], missing: inout [IPAddress], now: Int64) -> FrameAction {
+        guard !frame.isV6, fragmentAddresses.contains(frame.destination) || fragmentAddresses.contains(frame.source) else {
+            counters.passed &+= 1
+            return .pass
+        }
+        let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[start...])
+        guard let datagram = reassembler.add(bytes, frame, now: now) else {
+            counters.fragments &+= 1
+            return .held
+        }
+        counters.fragments &+= 1
+        counters.reassembled &+= 1
+        // The whole datagram behind the last fragment's Ethernet header, in a buffer of its own.
+        let headroom = 128
+        let length = frame.network + datagram.count
+        guard headroom + length + 2048 <= reassembled.count else { return drop(.malformed) }
+        UnsafeMutableRawBufferPointer(rebasing: reassembled[headroom..<(headroom + frame.network)])
+            .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<frame.network]))
+        datagram.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: reassembled[(headroom + frame.network)...]).copyMemory(from: $0) }
+        VirtioHeader().write(to: reassembled, at: headroom - VirtioHeader.size)
+        counters.received &-= 1
+        let action = handle(reassembled, start: headroom, length: length, flags: flags & ~2, interface: interface, table: &table, hops: hops,
+                            missing: &missing, now: now)
+        guard case .send(let s, let l, let i) = action else { return action }
+        // What the engine sends must be in the segment area: it refers to no slot of its batch.
+        let slot = UnsafeMutableRawBufferPointer(rebasing: segments[0..<Forwarder.segmentStride])
+        guard VirtioHeader.size + l <= Forwarder.segmentStride - Forwarder.segmentHeadroom + VirtioHeader.size,
+              l <= Forwarder.segmentStride - Forwarder.segmentHeadroom else { return drop(.unsupported) }
+        UnsafeMutableRawBufferPointer(rebasing: slot[(Forwarder.segmentHeadroom - VirtioHeader.size)...])
+            .copyMemory(from: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(reassembled)[(s - VirtioHeader.size)..<(s + l)]))
+        segmentStarts[0] = Forwarder.segmentHeadroom
+        segmentLengths[0] = l
+        return .sendSegments(count: 1, interface: i)
+    }
+
+    /// A frame larger than the MTU of where it goes, without DF: cut into fragments (the kernel
+    /// fragments on output); each in the segment area.
+    private mutating func fragmentOut(_ buffer: UnsafeMutableRawBufferPointer, _ f: Frame, frameStart: Int, mtu: Int, interface: Int32) -> FrameAction {
+        var relative = f
+        relative.network -= frameStart
+        relative.transport -= frameStart
+        relative.end -= frameStart
+        let source = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[frameStart..<f.end])
+        guard let count = IPv4Fragmentation.fragment(source, relative, mtu: mtu, into: segments, stride: Forwarder.segmentStride,
+                                                     headroom: Forwarder.segmentHeadroom, lengths: segmentLengths,
+                                                     maximum: Forwarder.maximumSegments) else { return drop(.tooBig) }
+        for i in 0..<count {
+            segmentStarts[i] = i * Forwarder.segmentStride + Forwarder.segmentHeadroom
+            VirtioHeader().write(to: segments, at: segmentStarts[i] - VirtioHeader.size)
+        }
+        return .sendSegments(count: count, interface: interface)
     }
 
     private mutating func drop(_ reason: PacketDrop) -> FrameAction {
@@ -324,6 +397,10 @@ public struct Forwarder {
         }
         // The frame keeps its virtio_net_hdr: the same offsets, the same segmentation.
         Rewrite.setMACs(UnsafeMutableRawBufferPointer(rebasing: buffer[frameStart...]), destination: hop.destinationMAC, source: hop.sourceMAC)
+        if !virtio.isGSO && f.ipLength > hop.mtu {
+            if virtio.needsChecksum { Rewrite.completeTransportChecksum(buffer, f) }
+            return fragmentOut(buffer, f, frameStart: frameStart, mtu: hop.mtu, interface: hop.interface)
+        }
         return .send(start: frameStart, length: f.end - frameStart, interface: hop.interface)
     }
 
@@ -429,6 +506,9 @@ public struct Forwarder {
         }
         Rewrite.setMACs(UnsafeMutableRawBufferPointer(rebasing: buffer[frameStart...]), destination: destinationMAC, source: sourceMAC)
         counters.replies &+= 1
+        if let mtu = interfaceMTUs[interface], f.ipLength > mtu, !f.dontFragment, !f.isV6 {
+            return fragmentOut(buffer, f, frameStart: frameStart, mtu: mtu, interface: interface)
+        }
         return .send(start: frameStart, length: f.end - frameStart, interface: interface)
     }
 

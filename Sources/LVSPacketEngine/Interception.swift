@@ -13,8 +13,8 @@ import LinuxNet
 ///
 /// The rules match what the engine forwards: packets to a service's address, protocol and port
 /// (any port for a port-0 service), and, for NAT real servers, their replies (source address,
-/// protocol and port). Later fragments carry no ports and are left to the kernel. fwmark
-/// services cannot be matched here (the mark is set after this hook).
+/// protocol and port), and IPv4 fragments to or from those addresses (the engine reassembles
+/// them). fwmark services cannot be matched here (the mark is set after this hook).
 public struct Interception: Sendable, Hashable {
     public var interfaces: [String]
     public var services: Set<Tuple>
@@ -75,9 +75,17 @@ public struct Interception: Sendable, Hashable {
                 text += "    }\n"
             }
         }
+        // Fragments to a VIP or from a NAT real server: the engine reassembles them (IPVS sees whole
+        // datagrams only, after the kernel's defragmentation).
+        let fragmentHosts = Set(services.map(\.address) + portlessServices.map(\.address) + natServers.map(\.address)).filter { !$0.isV6 }
+        text += "    set fragments4 {\n        type ipv4_addr\n"
+        if !fragmentHosts.isEmpty { text += "        elements = { \(fragmentHosts.map(\.description).sorted().joined(separator: ", ")) }\n" }
+        text += "    }\n"
         for (i, interface) in interfaces.enumerated() {
             text += "    chain ingress\(i) {\n"
             text += "        type filter hook ingress device \"\(interface)\" priority -500; policy accept;\n"
+            text += "        ip daddr @fragments4 ip frag-off & 0x3fff != 0 drop\n"
+            text += "        ip saddr @fragments4 ip frag-off & 0x3fff != 0 drop\n"
             for (ip, family) in [("ip", "4"), ("ip6", "6")] {
                 text += "        \(ip) daddr . meta l4proto . th dport @services\(family) drop\n"
                 text += "        \(ip) daddr . meta l4proto @hosts\(family) drop\n"

@@ -78,9 +78,13 @@ public final class PacketEngine: @unchecked Sendable {
         interfaceIndexes = indexes
         let returnPaths = ReturnPaths(capacity: state.withTable { $0.connectionSlots })
         var macs: [Int32: MACAddress] = [:]
+        var mtus: [Int32: Int] = [:]
         let netlink = try? RouteNetlink()
         for i in indexes {
-            if let link = try? netlink?.link(i), let mac = MACAddress(link.mac) { macs[i] = mac }
+            if let link = try? netlink?.link(i) {
+                if let mac = MACAddress(link.mac) { macs[i] = mac }
+                mtus[i] = link.mtu
+            }
         }
         let threads = min(max(options.threads, 1), 64)
         // A fanout group per interface, numbered from this process's id so that two lvsd (in two
@@ -96,6 +100,7 @@ public final class PacketEngine: @unchecked Sendable {
                 }
                 var forwarder = Forwarder(returnPaths: returnPaths)
                 forwarder.interfaceMACs = macs
+                forwarder.interfaceMTUs = mtus
                 workers.append(try PacketWorker(index: w, engine: self, receivers: receivers, sender: try PacketSocket(), forwarder: forwarder))
             }
         } catch let failure as Failure {
@@ -141,7 +146,12 @@ public final class PacketEngine: @unchecked Sendable {
         }
         hops.track(servers)
         hops.resolveNow()
-        for w in workers { w.submit(.tunnels(tunnels)) }
+        let fragmentAddresses = Set((wanted.services.map(\.address) + wanted.portlessServices.map(\.address) + wanted.natServers.map(\.address))
+            .filter { !$0.isV6 })
+        for w in workers {
+            w.submit(.tunnels(tunnels))
+            w.submit(.fragmentAddresses(fragmentAddresses))
+        }
         var set = FilterSet()
         for t in wanted.services { set.destinations.insert(t.address) }
         for h in wanted.portlessServices { set.destinations.insert(h.address) }
@@ -173,6 +183,8 @@ public final class PacketEngine: @unchecked Sendable {
         let c = counters
         var metadata: Logger.Metadata = ["received": "\(c.received)", "forwarded": "\(c.forwarded)", "replies": "\(c.replies)",
                                          "passed": "\(c.passed)", "icmp": "\(c.icmpSent)"]
+        if c.fragments > 0 { metadata["fragments"] = "\(c.fragments) (\(c.reassembled) datagrams)" }
+        if c.related > 0 { metadata["related icmp"] = "\(c.related)" }
         for reason in PacketDrop.allCases where c.drops[reason.rawValue] > 0 { metadata["dropped: \(reason.label)"] = "\(c.drops[reason.rawValue])" }
         for error in FrameError.allCases where c.malformed[error.rawValue] > 0 { metadata["malformed: \(error.label)"] = "\(c.malformed[error.rawValue])" }
         logger.info("packet engine stopped", metadata: metadata)
@@ -197,6 +209,7 @@ final class PacketWorker: @unchecked Sendable {
 
     enum Command {
         case tunnels([Endpoint: TunnelConfig])
+        case fragmentAddresses(Set<IPAddress>)
         case stop
     }
 
@@ -276,6 +289,7 @@ final class PacketWorker: @unchecked Sendable {
                 for command in inbox.withLockedValue({ q -> [Command] in defer { q = [] }; return q }) {
                     switch command {
                     case .tunnels(let t): forwarder.tunnels = t
+                    case .fragmentAddresses(let a): forwarder.fragmentAddresses = a
                     case .stop: break loop
                     }
                 }

@@ -91,6 +91,25 @@ PY
 )
 [[ $got -ge 18 ]] || fail "UDP NAT: $got of 20 answers came back from the VIP"
 echo "packet-more: UDP NAT ok ($got/20)"
+# Datagrams larger than the MTU: fragments both ways, reassembled by the engine (as the kernel
+# reassembles before IPVS) and fragmented again on the way out.
+big=$(ip netns exec "$c" python3 - <<'PY'
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+ok = 0
+for i in range(10):
+    payload = bytes([i]) * 4000
+    s.sendto(payload, ("10.9.9.9", 5353))
+    try:
+        data, peer = s.recvfrom(8000)
+        if data == payload and peer == ("10.9.9.9", 5353): ok += 1
+    except socket.timeout:
+        pass
+print(ok)
+PY
+)
+[[ $big -ge 9 ]] || fail "UDP NAT with fragments: $big of 10 answers"
+echo "packet-more: UDP NAT with fragments ok ($big/10)"
 
 # Hostile frames at the director's front interface, then a service must still work.
 ipvsadm_in "$d" -A -t 10.9.9.9:80 -s rr
@@ -146,6 +165,6 @@ line=$(grep "packet engine stopped" "$work/err" | tail -1)
 echo "$line"
 echo "$line" | grep -q "dropped: hop limit=1" || fail "the hop-limit frame is not counted: $line"
 echo "$line" | grep -q "dropped: not scheduled=" || fail "the ACK without a connection is not counted: $line"
-echo "$line" | grep -q "dropped: fragment=1" || fail "the first fragment is not counted: $line"
+echo "$line" | grep -q "fragments=" || fail "the fragments are not counted: $line"
 echo "packet-more: hostile frames ok"
 echo "packet-more: ok"
