@@ -133,6 +133,9 @@ public final class Director: @unchecked Sendable {
 
     // MARK: Control socket
 
+    /// Whether another lvsd answers on `path` (checked again when the socket is opened).
+    public static func controlSocketInUse(_ path: String) -> Bool { ControlSocketFile.isAnswering(path) }
+
     public struct ControlSocketError: Error, CustomStringConvertible {
         public var description: String
     }

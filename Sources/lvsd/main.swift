@@ -175,13 +175,9 @@ let group = MultiThreadedEventLoopGroup(numberOfThreads: workers)
 let names = FileNames()
 let director = Director(loops: Array(group.makeIterator()), logger: logger, session: IPVSAdmSession(resolver: names, names: names),
                         engineOptions: engineOptions)
-// The control socket first: a second lvsd must stop there, before its packet engine would
-// replace the running one's interception rules.
-do {
-    try director.serveControl(at: path).wait()
-} catch {
-    fail("\(error)", code: 1)
-}
+// A second lvsd must stop before its packet engine would replace the running one's interception
+// rules; the packet engine is in place before the control socket takes commands.
+if Director.controlSocketInUse(path) { fail("another lvsd is already running on \(path)", code: 1) }
 if engineName == "packet" {
     do {
         var options = PacketEngine.Options(interfaces: interfaces)
@@ -190,9 +186,14 @@ if engineName == "packet" {
         options.threads = packetThreads
         try director.usePacketEngine(options)
     } catch {
-        try? director.shutdown().wait()
         fail("\(error)", code: 1)
     }
+}
+do {
+    try director.serveControl(at: path).wait()
+} catch {
+    director.packetEngine?.stop()
+    fail("\(error)", code: 1)
 }
 logger.info("lvsd started", metadata: ["engine": "\(engineName)", "control": "\(path)", "workers": "\(workers)"])
 
