@@ -28,6 +28,8 @@ let package = Package(
         // The table as the engines and the control plane share it (a lock, the table's clocks).
         .target(name: "LVSState", dependencies: ["LVSCore", .product(name: "NIOCore", package: "swift-nio"),
                                                  .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
+        // VRRPv2/v3: the advertisement codec (the state machine and I/O follow).
+        .target(name: "VRRP", dependencies: ["LVSCore"]),
         // Thin wrappers over Linux: rtnetlink, AF_PACKET, sysctl, running nft.
         .target(name: "LinuxNet", dependencies: ["CLinux", "LVSCore"]),
         .target(name: "KeepalivedConfig", dependencies: ["LVSCore"]),
@@ -76,6 +78,7 @@ let package = Package(
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "LVSCore"]),
         .testTarget(name: "DirectorTests", dependencies: ["Director", "ControlAPI", "LVSCore", "LVSProxyEngine", "KeepalivedConfig"]),
         .testTarget(name: "HealthCheckTests", dependencies: ["HealthCheck", "LVSCore", .product(name: "NIOPosix", package: "swift-nio")]),
+        .testTarget(name: "VRRPTests", dependencies: ["VRRP", "LVSCore"]),
         .testTarget(name: "LinuxNetTests", dependencies: ["LinuxNet", "LVSCore"]),
         .testTarget(name: "LVSPacketEngineTests", dependencies: ["LVSPacketEngine", "LVSPacket", "LVSCore", "ControlAPI"]),
         .testTarget(name: "LVSPacketTests", dependencies: ["LVSPacket", "LVSCore"], exclude: ["Corpus"]),
