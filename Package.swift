@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "LVSState", dependencies: ["LVSCore", .product(name: "NIOCore", package: "swift-nio"),
                                                  .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
         // VRRPv2/v3: the advertisement codec (the state machine and I/O follow).
-        .target(name: "VRRP", dependencies: ["LVSCore"]),
+        .target(name: "VRRP", dependencies: ["LVSCore", "LVSPacket"]),
         // Thin wrappers over Linux: rtnetlink, AF_PACKET, sysctl, running nft.
         .target(name: "LinuxNet", dependencies: ["CLinux", "LVSCore"]),
         .target(name: "KeepalivedConfig", dependencies: ["LVSCore"]),
@@ -41,7 +41,7 @@ let package = Package(
         ),
         .target(
             name: "LVSProxyEngine",
-            dependencies: ["LVSCore", "LVSState", "CLinux", .product(name: "NIOCore", package: "swift-nio"),
+            dependencies: ["LVSCore", "LVSState", "LinuxNet", "CLinux", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]

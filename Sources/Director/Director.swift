@@ -1,4 +1,5 @@
 import ControlAPI
+import Dispatch
 import HealthCheck
 import KeepalivedConfig
 import LVSCore
@@ -8,10 +9,6 @@ import LVSProxyEngine
 import Logging
 import NIOCore
 import NIOPosix
-
-#if canImport(Dispatch)
-import Dispatch
-#endif
 
 /// The director: owns the virtual server table, runs the forwarding engine (whose first worker keeps
 /// the table's clocks: expiry, rates), applies keepalived.conf, and answers ipvsadm over the control

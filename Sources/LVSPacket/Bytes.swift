@@ -1,36 +1,36 @@
 import LVSCore
 
-/// Big-endian field access on raw packet bytes. Callers check bounds first (the parser does, once
-/// per frame); these do not, so the hot path pays for no check twice.
+/// Big-endian field access on raw packet bytes (for the packet engine too). Callers check bounds
+/// first (the parser does, once per frame); these do not, so the hot path pays for no check twice.
 extension UnsafeRawBufferPointer {
-    @inlinable func u16(_ offset: Int) -> UInt16 {
+    @inlinable public func u16(_ offset: Int) -> UInt16 {
         UInt16(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt16.self))
     }
 
-    @inlinable func u32(_ offset: Int) -> UInt32 {
+    @inlinable public func u32(_ offset: Int) -> UInt32 {
         UInt32(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
 
     /// The 16 bytes at `offset` as an IPv6 address.
-    @inlinable func ipv6(_ offset: Int) -> IPAddress {
+    @inlinable public func ipv6(_ offset: Int) -> IPAddress {
         IPAddress(v6High: UInt64(u32(offset)) << 32 | UInt64(u32(offset + 4)), low: UInt64(u32(offset + 8)) << 32 | UInt64(u32(offset + 12)))
     }
 }
 
 extension UnsafeMutableRawBufferPointer {
-    @inlinable func u16(_ offset: Int) -> UInt16 {
+    @inlinable public func u16(_ offset: Int) -> UInt16 {
         UInt16(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt16.self))
     }
 
-    @inlinable func u32(_ offset: Int) -> UInt32 {
+    @inlinable public func u32(_ offset: Int) -> UInt32 {
         UInt32(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
 
-    @inlinable func setU16(_ offset: Int, _ value: UInt16) {
+    @inlinable public func setU16(_ offset: Int, _ value: UInt16) {
         storeBytes(of: value.bigEndian, toByteOffset: offset, as: UInt16.self)
     }
 
-    @inlinable func setU32(_ offset: Int, _ value: UInt32) {
+    @inlinable public func setU32(_ offset: Int, _ value: UInt32) {
         storeBytes(of: value.bigEndian, toByteOffset: offset, as: UInt32.self)
     }
 }

@@ -42,6 +42,15 @@ public struct Frame: Sendable, Hashable {
     /// The bytes of the IP datagram.
     public var ipLength: Int { end - network }
 
+    /// The same frame read `offset` bytes further into a buffer (negative: nearer its start).
+    public func moved(by offset: Int) -> Frame {
+        var f = self
+        f.network += offset
+        f.transport += offset
+        f.end += offset
+        return f
+    }
+
     /// What the connection table wants to know.
     public func summary(fwmark: UInt32 = 0) -> PacketSummary {
         PacketSummary(protocolNumber: protocolNumber, source: source, sourcePort: sourcePort, destination: destination,

@@ -16,11 +16,7 @@ public enum PacketFuzzing {
 
         func load() -> Frame {
             UnsafeMutableRawBufferPointer(rebasing: buffer[headroom..<(headroom + input.count)]).copyMemory(from: input)
-            var f = frame
-            f.network += headroom
-            f.transport += headroom
-            f.end += headroom
-            return f
+            return frame.moved(by: headroom)
         }
         let frameView = UnsafeMutableRawBufferPointer(rebasing: buffer[headroom..<(headroom + input.count)])
 

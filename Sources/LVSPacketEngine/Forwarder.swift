@@ -235,11 +235,8 @@ public struct Forwarder {
         }
         if flags & 1 != 0 { return drop(.truncated) }
         let virtio = start >= VirtioHeader.size ? VirtioHeader(buffer, at: start - VirtioHeader.size) : VirtioHeader()
-        var f = frame
         // Offsets from here on are in `buffer`.
-        f.network += start
-        f.transport += start
-        f.end += start
+        var f = frame.moved(by: start)
         let summary = frame.summary()
         if frame.protocolNumber == IPProtocolNumber.icmp || frame.protocolNumber == IPProtocolNumber.icmpv6,
            let quote = ICMPMessage.quote(UnsafeRawBufferPointer(buffer), f), quote.hasPorts {
@@ -301,10 +298,7 @@ public struct Forwarder {
     /// A frame larger than the MTU of where it goes, without DF: cut into fragments (the kernel
     /// fragments on output); each in the segment area.
     private mutating func fragmentOut(_ buffer: UnsafeMutableRawBufferPointer, _ f: Frame, frameStart: Int, mtu: Int, interface: Int32) -> FrameAction {
-        var relative = f
-        relative.network -= frameStart
-        relative.transport -= frameStart
-        relative.end -= frameStart
+        let relative = f.moved(by: -frameStart)
         let source = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[frameStart..<f.end])
         guard let count = IPv4Fragmentation.fragment(source, relative, mtu: mtu, into: segments, stride: Forwarder.segmentStride,
                                                      headroom: Forwarder.segmentHeadroom, lengths: segmentLengths,
@@ -333,10 +327,7 @@ public struct Forwarder {
         // with room for its virtio_net_hdr.
         let out = f.end + 64 - f.end % 64 + 64
         guard out + 1400 <= buffer.count else { return .drop(reason) }
-        var quoted = f
-        quoted.network -= frameStart
-        quoted.transport -= frameStart
-        quoted.end -= frameStart
+        let quoted = f.moved(by: -frameStart)
         let frameBytes = UnsafeRawBufferPointer(rebasing: ro[frameStart..<f.end])
         guard let length = ICMPMessage.write(error, about: quoted, in: frameBytes, from: f.destination, sourceMAC: mac,
                                              into: UnsafeMutableRawBufferPointer(rebasing: buffer[out...])) else { return .drop(reason) }
@@ -417,10 +408,7 @@ public struct Forwarder {
         if segmentIP + overhead > hop.mtu && (f.dontFragment || f.isV6) {
             return answer(.tooBig(mtu: hop.mtu - overhead), buffer, f, frameStart: frameStart, interface: interface, reason: .tooBig)
         }
-        var relative = f
-        relative.network -= frameStart
-        relative.transport -= frameStart
-        relative.end -= frameStart
+        let relative = f.moved(by: -frameStart)
         let source = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[frameStart..<f.end])
         guard let count = TCPSegmentation.segment(source, relative, mss: mss, into: segments, stride: Forwarder.segmentStride,
                                                   headroom: Forwarder.segmentHeadroom, lengths: segmentLengths,
@@ -428,9 +416,7 @@ public struct Forwarder {
         let flow = summaryHash(f)
         for i in 0..<count {
             let slot = UnsafeMutableRawBufferPointer(rebasing: segments[(i * Forwarder.segmentStride)..<((i + 1) * Forwarder.segmentStride)])
-            var inner = relative
-            inner.network += Forwarder.segmentHeadroom
-            inner.transport += Forwarder.segmentHeadroom
+            var inner = relative.moved(by: Forwarder.segmentHeadroom)
             inner.end = Forwarder.segmentHeadroom + segmentLengths[i]
             identification &+= 1
             guard let (start, length) = Tunnel.encapsulate(slot, inner, kind: tunnel, source: hop.source, destination: destination,

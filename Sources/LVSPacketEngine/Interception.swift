@@ -38,6 +38,11 @@ public struct Interception: Sendable, Hashable {
 
     public static let table = "lvsd"
 
+    /// The addresses packets are taken for as destinations (the VIPs) and as sources (NAT real
+    /// servers' replies).
+    public var destinations: Set<IPAddress> { Set(services.map(\.address)).union(portlessServices.map(\.address)) }
+    public var sources: Set<IPAddress> { Set(natServers.map(\.address)) }
+
     public init(interfaces: [String], services: [ServiceSnapshot] = []) {
         self.interfaces = interfaces
         var s: Set<Tuple> = [], h: Set<Host> = [], n: Set<Tuple> = []
@@ -77,7 +82,7 @@ public struct Interception: Sendable, Hashable {
         }
         // Fragments to a VIP or from a NAT real server: the engine reassembles them (IPVS sees whole
         // datagrams only, after the kernel's defragmentation).
-        let fragmentHosts = Set(services.map(\.address) + portlessServices.map(\.address) + natServers.map(\.address)).filter { !$0.isV6 }
+        let fragmentHosts = destinations.union(sources).filter { !$0.isV6 }
         text += "    set fragments4 {\n        type ipv4_addr\n"
         if !fragmentHosts.isEmpty { text += "        elements = { \(fragmentHosts.map(\.description).sorted().joined(separator: ", ")) }\n" }
         text += "    }\n"

@@ -164,21 +164,6 @@ public final class NextHops: @unchecked Sendable {
         let fd = socket(address.isV6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return }
         defer { close(fd) }
-        if address.isV6 {
-            var a = sockaddr_in6()
-            a.sin6_family = sa_family_t(AF_INET6)
-            a.sin6_port = UInt16(9).bigEndian
-            let w = address.words
-            withUnsafeMutableBytes(of: &a.sin6_addr) { b in
-                for (i, v) in [w.0, w.1, w.2, w.3].enumerated() { b.storeBytes(of: v.bigEndian, toByteOffset: i * 4, as: UInt32.self) }
-            }
-            _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, nil, 0, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
-        } else {
-            var a = sockaddr_in()
-            a.sin_family = sa_family_t(AF_INET)
-            a.sin_port = UInt16(9).bigEndian
-            a.sin_addr.s_addr = address.v4.bigEndian
-            _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, nil, 0, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        }
+        _ = RawSocketAddress(Endpoint(address, 9)).withSockaddr { sendto(fd, nil, 0, Int32(MSG_DONTWAIT), $0, $1) }
     }
 }

@@ -53,10 +53,12 @@ public final class PacketEngine: @unchecked Sendable {
     struct FilterSet: Equatable {
         var destinations: Set<IPAddress> = []
         var sources: Set<IPAddress> = []
-        var ipv6 = false
+
+        /// IPv6 frames are let through (all of them) when any address is IPv6.
+        var ipv6: Bool { destinations.contains { $0.isV6 } || sources.contains { $0.isV6 } }
 
         func union(_ o: FilterSet) -> FilterSet {
-            FilterSet(destinations: destinations.union(o.destinations), sources: sources.union(o.sources), ipv6: ipv6 || o.ipv6)
+            FilterSet(destinations: destinations.union(o.destinations), sources: sources.union(o.sources))
         }
     }
 
@@ -146,17 +148,12 @@ public final class PacketEngine: @unchecked Sendable {
         }
         hops.track(servers)
         hops.resolveNow()
-        let fragmentAddresses = Set((wanted.services.map(\.address) + wanted.portlessServices.map(\.address) + wanted.natServers.map(\.address))
-            .filter { !$0.isV6 })
+        let fragmentAddresses = wanted.destinations.union(wanted.sources).filter { !$0.isV6 }
         for w in workers {
             w.submit(.tunnels(tunnels))
             w.submit(.fragmentAddresses(fragmentAddresses))
         }
-        var set = FilterSet()
-        for t in wanted.services { set.destinations.insert(t.address) }
-        for h in wanted.portlessServices { set.destinations.insert(h.address) }
-        for t in wanted.natServers { set.sources.insert(t.address) }
-        set.ipv6 = set.destinations.contains { $0.isV6 } || set.sources.contains { $0.isV6 }
+        let set = FilterSet(destinations: wanted.destinations, sources: wanted.sources)
         let old = filtered.withLockedValue { $0 }
         // The sockets take the old and the new while the kernel's rules change, then the new only:
         // no frame is dropped by the rules without the engine seeing it.

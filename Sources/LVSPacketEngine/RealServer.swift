@@ -189,7 +189,7 @@ public final class Decapsulator: @unchecked Sendable {
                     // A fresh Ethernet header (to nobody: lo takes anything) and virtio_net_hdr before the inner datagram.
                     let start = batch.headroom + inner - 14
                     for k in 0..<12 { slot[start + k] = 0 }
-                    slot.setU16Public(start + 12, innerFrame.isV6 ? EtherType.ipv6 : EtherType.ipv4)
+                    slot.setU16(start + 12, innerFrame.isV6 ? EtherType.ipv6 : EtherType.ipv4)
                     VirtioHeader().write(to: slot, at: start - VirtioHeader.size)
                     batch.queue(slot: slot, start: start, length: 14 + innerFrame.ipLength, interface: loopback, via: sender)
                     sent += 1
@@ -198,11 +198,5 @@ public final class Decapsulator: @unchecked Sendable {
                 delivered.withLockedValue { $0 += UInt64(sent) }
             }
         }
-    }
-}
-
-extension UnsafeMutableRawBufferPointer {
-    func setU16Public(_ offset: Int, _ value: UInt16) {
-        storeBytes(of: value.bigEndian, toByteOffset: offset, as: UInt16.self)
     }
 }

@@ -1,6 +1,7 @@
 import CLinux
 import LVSCore
 import LVSState
+import LinuxNet
 import Logging
 #if canImport(Glibc)
 import Glibc

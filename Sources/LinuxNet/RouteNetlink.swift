@@ -43,20 +43,6 @@ public final class RouteNetlink {
     static func le16(_ v: UInt16) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8)] }
     static func le32(_ v: UInt32) -> [UInt8] { le16(UInt16(v & 0xFFFF)) + le16(UInt16(v >> 16)) }
 
-    static func addressBytes(_ a: IPAddress) -> [UInt8] {
-        let w = a.words
-        let words = a.isV6 ? [w.0, w.1, w.2, w.3] : [w.3]
-        return words.flatMap { [UInt8($0 >> 24), UInt8(($0 >> 16) & 0xFF), UInt8(($0 >> 8) & 0xFF), UInt8($0 & 0xFF)] }
-    }
-
-    static func address(_ bytes: ArraySlice<UInt8>) -> IPAddress? {
-        let b = Array(bytes)
-        func word(_ i: Int) -> UInt32 { UInt32(b[i]) << 24 | UInt32(b[i + 1]) << 16 | UInt32(b[i + 2]) << 8 | UInt32(b[i + 3]) }
-        if b.count == 4 { return IPAddress(v4: word(0)) }
-        if b.count == 16 { return IPAddress(v6High: UInt64(word(0)) << 32 | UInt64(word(4)), low: UInt64(word(8)) << 32 | UInt64(word(12))) }
-        return nil
-    }
-
     /// Sends one request and collects the answers (several for a dump) as (type, body) pairs.
     func exchange(_ type: UInt16, flags: UInt16, body: [UInt8]) throws -> [(type: UInt16, body: ArraySlice<UInt8>)] {
         sequence &+= 1
@@ -134,7 +120,7 @@ public final class RouteNetlink {
         let length: UInt8 = destination.isV6 ? 128 : 32
         // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags (u32).
         let header: [UInt8] = [family, length, 0, 0, 0, 0, 0, 0] + Self.le32(0)
-        let answers = try exchange(Self.getRoute, flags: 0, body: header + Self.attribute(1 /* RTA_DST */, Self.addressBytes(destination)))
+        let answers = try exchange(Self.getRoute, flags: 0, body: header + Self.attribute(1 /* RTA_DST */, destination.networkBytes))
         guard let answer = answers.first, answer.body.count >= 12 else { throw Failure(description: "no route to \(destination)") }
         let a = Self.attributes(answer.body, skip: 12)
         let type = answer.body[answer.body.startIndex + 7]
@@ -144,8 +130,8 @@ public final class RouteNetlink {
             let m = Self.attributes(metrics, skip: 0)
             if let v = Self.int32(m[2 /* RTAX_MTU */]), v > 0 { mtu = Int(v) }
         }
-        return Route(interface: oif, gateway: a[5 /* RTA_GATEWAY */].flatMap { Self.address($0) },
-                     preferredSource: a[7 /* RTA_PREFSRC */].flatMap { Self.address($0) }, mtu: mtu, isLocal: type == 2 /* RTN_LOCAL */)
+        return Route(interface: oif, gateway: a[5 /* RTA_GATEWAY */].flatMap { IPAddress(networkBytes: $0) },
+                     preferredSource: a[7 /* RTA_PREFSRC */].flatMap { IPAddress(networkBytes: $0) }, mtu: mtu, isLocal: type == 2 /* RTN_LOCAL */)
     }
 
     /// A neighbour's Ethernet address on `interface`, when the kernel has one that is usable
@@ -155,7 +141,7 @@ public final class RouteNetlink {
         // struct ndmsg: family, pad1, pad2 (u16), ifindex (i32), state (u16), flags, type.
         let header: [UInt8] = [family, 0, 0, 0] + Self.le32(UInt32(bitPattern: interface)) + [0, 0, 0, 0]
         let answers = try exchange(Self.getNeighbour, flags: Self.dump, body: header)
-        let wanted = Self.addressBytes(address)
+        let wanted = address.networkBytes
         for answer in answers where answer.body.count >= 12 {
             let b = answer.body
             let s = b.startIndex
@@ -201,7 +187,7 @@ public final class RouteNetlink {
             let s = b.startIndex
             guard Self.int32(b[(s + 4)..<(s + 8)]) == index else { continue }
             let a = Self.attributes(b, skip: 8)
-            if let local = (a[2 /* IFA_LOCAL */] ?? a[1 /* IFA_ADDRESS */]).flatMap({ Self.address($0) }) {
+            if let local = (a[2 /* IFA_LOCAL */] ?? a[1 /* IFA_ADDRESS */]).flatMap({ IPAddress(networkBytes: $0) }) {
                 result.append((local, Int(b[s + 1])))
             }
         }
@@ -214,7 +200,7 @@ public final class RouteNetlink {
         let family: UInt8 = address.isV6 ? UInt8(AF_INET6) : UInt8(AF_INET)
         // struct ifaddrmsg: family, prefixlen, flags, scope, index (u32).
         let header: [UInt8] = [family, UInt8(prefix), 0, 0] + Self.le32(UInt32(bitPattern: index))
-        var body = header + Self.attribute(2 /* IFA_LOCAL */, Self.addressBytes(address)) + Self.attribute(1 /* IFA_ADDRESS */, Self.addressBytes(address))
+        var body = header + Self.attribute(2 /* IFA_LOCAL */, address.networkBytes) + Self.attribute(1 /* IFA_ADDRESS */, address.networkBytes)
         if let label { body += Self.attribute(3 /* IFA_LABEL */, Array(label.utf8) + [0]) }
         _ = try exchange(delete ? Self.deleteAddress : Self.newAddress, flags: Self.acknowledge | (delete ? 0 : Self.create | Self.replace), body: body)
     }

@@ -1,4 +1,5 @@
 import LVSCore
+import LVSPacket
 
 /// A VRRP advertisement (IP protocol 112): version 2 (RFC 3768, IPv4, with authentication) or
 /// version 3 (RFC 5798, IPv4 or IPv6, centisecond intervals, checksum over the pseudo-header).
@@ -61,7 +62,6 @@ public struct VRRPAdvertisement: Sendable, Hashable {
 
     /// Encodes the message. v3 needs the IP source and destination for its checksum.
     public func encode(source: IPAddress? = nil, destination: IPAddress? = nil) -> [UInt8] {
-        let v6 = addresses.first?.isV6 ?? (source?.isV6 ?? false)
         var b: [UInt8] = [version << 4 | 1, virtualRouterID, priority, UInt8(truncatingIfNeeded: addresses.count)]
         if version == 2 {
             let type: UInt8
@@ -74,13 +74,13 @@ public struct VRRPAdvertisement: Sendable, Hashable {
         } else {
             b += [UInt8((interval >> 8) & 0x0F), UInt8(interval & 0xFF), 0, 0]
         }
-        for a in addresses { b += Self.bytes(a) }
+        for a in addresses { b += a.networkBytes }
         if version == 2 {
             var auth = [UInt8](repeating: 0, count: 8)
             if case .password(let p) = authentication { for (i, c) in p.prefix(8).enumerated() { auth[i] = c } }
             b += auth
         }
-        let sum = Self.checksum(b, version: version, source: source, destination: destination, v6: v6)
+        let sum = Self.checksum(b, version: version, source: source, destination: destination)
         b[6] = UInt8(sum >> 8)
         b[7] = UInt8(sum & 0xFF)
         return b
@@ -102,11 +102,11 @@ public struct VRRPAdvertisement: Sendable, Hashable {
         let stored = UInt16(copy[6]) << 8 | UInt16(copy[7])
         copy[6] = 0
         copy[7] = 0
-        guard checksum(copy, version: version, source: source, destination: destination, v6: v6) == stored else { return .failure(.badChecksum) }
+        guard checksum(copy, version: version, source: source, destination: destination) == stored else { return .failure(.badChecksum) }
         var addresses: [IPAddress] = []
         for i in 0..<count {
             let o = headerLength + i * size
-            addresses.append(address(b[o..<(o + size)]))
+            addresses.append(IPAddress(networkBytes: b[o..<(o + size)])!)
         }
         var authentication = Authentication.none
         let interval: UInt16
@@ -127,42 +127,13 @@ public struct VRRPAdvertisement: Sendable, Hashable {
                                           addresses: addresses, authentication: authentication))
     }
 
-    static func bytes(_ a: IPAddress) -> [UInt8] {
-        let w = a.words
-        let words = a.isV6 ? [w.0, w.1, w.2, w.3] : [w.3]
-        return words.flatMap { [UInt8($0 >> 24), UInt8(($0 >> 16) & 0xFF), UInt8(($0 >> 8) & 0xFF), UInt8($0 & 0xFF)] }
-    }
-
-    static func address(_ s: ArraySlice<UInt8>) -> IPAddress {
-        let b = Array(s)
-        func word(_ i: Int) -> UInt32 { UInt32(b[i]) << 24 | UInt32(b[i + 1]) << 16 | UInt32(b[i + 2]) << 8 | UInt32(b[i + 3]) }
-        if b.count == 4 { return IPAddress(v4: word(0)) }
-        return IPAddress(v6High: UInt64(word(0)) << 32 | UInt64(word(4)), low: UInt64(word(8)) << 32 | UInt64(word(12)))
-    }
-
     /// RFC 3768 §5.3.8: over the VRRP message; RFC 5798 §5.2.8: with the IPv4/IPv6 pseudo-header
     /// (protocol 112, the message's length).
-    static func checksum(_ b: [UInt8], version: UInt8, source: IPAddress?, destination: IPAddress?, v6: Bool) -> UInt16 {
-        var sum: UInt32 = 0
-        func add(_ bytes: [UInt8]) {
-            var i = 0
-            while i + 1 < bytes.count {
-                sum &+= UInt32(bytes[i]) << 8 | UInt32(bytes[i + 1])
-                i += 2
-            }
-            if i < bytes.count { sum &+= UInt32(bytes[i]) << 8 }
-        }
+    static func checksum(_ b: [UInt8], version: UInt8, source: IPAddress?, destination: IPAddress?) -> UInt16 {
+        var pseudo: UInt32 = 0
         if version == 3, let source, let destination {
-            add(bytes(source))
-            add(bytes(destination))
-            if v6 {
-                add([0, 0, UInt8(b.count >> 8), UInt8(b.count & 0xFF), 0, 0, 0, 112])
-            } else {
-                add([0, 112, UInt8(b.count >> 8), UInt8(b.count & 0xFF)])
-            }
+            pseudo = Checksum.pseudoHeader(source: source, destination: destination, protocolNumber: 112, length: b.count)
         }
-        add(b)
-        while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
-        return ~UInt16(sum)
+        return b.withUnsafeBytes { Checksum.finish(Checksum.sum($0, from: 0, count: $0.count, initial: pseudo)) }
     }
 }

@@ -84,9 +84,7 @@ import Testing
         let director = IPAddress("172.16.0.1")!, rs = IPAddress("172.16.0.2")!
         let result = buffer.withUnsafeMutableBytes { p -> (start: Int, length: Int)? in
             let f = try! Frame.parse(UnsafeRawBufferPointer(rebasing: p[headroom...])).get()
-            var shifted = f
-            shifted.network += headroom; shifted.transport += headroom; shifted.end += headroom
-            return Tunnel.encapsulate(p, shifted, kind: kind, source: director, destination: rs, identification: 7, flowHash: 0xBEEF,
+            return Tunnel.encapsulate(p, f.moved(by: headroom), kind: kind, source: director, destination: rs, identification: 7, flowHash: 0xBEEF,
                                       destinationMAC: MACAddress(2, 0, 0, 0, 0, 9), sourceMAC: MACAddress(2, 0, 0, 0, 0, 8))
         }
         let (start, length) = try #require(result)

@@ -64,6 +64,24 @@ public struct IPAddress: Hashable, Sendable {
 
     @inlinable public var isUnspecified: Bool { high == 0 && low == 0 }
 
+    /// The address as it goes on the wire (netlink attributes, VRRP adverts): 4 bytes, or 16.
+    public var networkBytes: [UInt8] {
+        let w = words
+        let used = isV6 ? [w.0, w.1, w.2, w.3] : [w.3]
+        return used.flatMap { [UInt8($0 >> 24), UInt8(($0 >> 16) & 0xFF), UInt8(($0 >> 8) & 0xFF), UInt8($0 & 0xFF)] }
+    }
+
+    /// An address from its 4 (IPv4) or 16 (IPv6) bytes in network order; nil for another length.
+    public init?(networkBytes bytes: some Collection<UInt8>) {
+        let b = Array(bytes)
+        func word(_ i: Int) -> UInt32 { UInt32(b[i]) << 24 | UInt32(b[i + 1]) << 16 | UInt32(b[i + 2]) << 8 | UInt32(b[i + 3]) }
+        switch b.count {
+        case 4: self.init(v4: word(0))
+        case 16: self.init(v6High: UInt64(word(0)) << 32 | UInt64(word(4)), low: UInt64(word(8)) << 32 | UInt64(word(12)))
+        default: return nil
+        }
+    }
+
     public var isMulticast: Bool {
         switch family {
         case .inet: return v4 >> 28 == 0xE

@@ -2,6 +2,7 @@ import CLinux
 import Glibc
 import LVSCore
 import LVSState
+import LinuxNet
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
