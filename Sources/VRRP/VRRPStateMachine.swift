@@ -111,8 +111,7 @@ public struct VRRPStateMachine: Sendable {
                 masterDownDeadline = now + skewTime
                 return []
             }
-            let preempting = configuration.preempt && now >= startedAt + configuration.preemptDelay
-            if !preempting || advert.priority >= priority {
+            if !mayPreempt(at: now) || advert.priority >= priority {
                 if configuration.version == 3 { masterAdvertisementInterval = Int64(advert.interval) * 10_000_000 }
                 masterAddress = sender
                 masterDownDeadline = now + masterDownInterval
@@ -126,13 +125,20 @@ public struct VRRPStateMachine: Sendable {
                 return [.advertise(priority: priority)]
             }
             let wins = advert.priority > priority || (advert.priority == priority && Self.greater(sender, configuration.primaryAddress))
-            guard wins else { return [] }
+            // keepalived answers a lower master at once ("forcing new election"), so that it
+            // hears the better one and steps down without waiting for our next advert.
+            guard wins else { return [.advertise(priority: priority)] }
             if configuration.version == 3 { masterAdvertisementInterval = Int64(advert.interval) * 10_000_000 }
             masterAddress = sender
             return becomeBackup(at: now)
         default:
             return []
         }
+    }
+
+    /// Whether a lower master's adverts are let go (preempt on, preempt_delay over).
+    public func mayPreempt(at now: Int64) -> Bool {
+        configuration.preempt && now >= startedAt + configuration.preemptDelay
     }
 
     /// Shutdown (RFC §6.4.3): a master sends priority 0 so its backups take over at once.
@@ -173,6 +179,19 @@ public struct VRRPStateMachine: Sendable {
             return [.advertise(priority: priority)]
         }
         return []
+    }
+
+    /// A vrrp_sync_group moves this member with the others: to MASTER (from BACKUP), to BACKUP
+    /// (a master steps down without a priority-0 advert: the group's new master is elsewhere), or
+    /// to FAULT and out of it (`.initialize`: leave FAULT as `fault(false)` does).
+    public mutating func follow(_ target: State, at now: Int64) -> [Action] {
+        switch (state, target) {
+        case (.backup, .master): return becomeMaster(at: now)
+        case (.master, .backup): return becomeBackup(at: now)
+        case (.fault, .initialize): return fault(false, at: now)
+        case (let s, .fault) where s != .fault: return fault(true, at: now)
+        default: return []
+        }
     }
 
     private mutating func becomeMaster(at now: Int64) -> [Action] {
