@@ -28,8 +28,9 @@ let package = Package(
         // The table as the engines and the control plane share it (a lock, the table's clocks).
         .target(name: "LVSState", dependencies: ["LVSCore", .product(name: "NIOCore", package: "swift-nio"),
                                                  .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
-        // VRRPv2/v3: the advertisement codec (the state machine and I/O follow).
-        .target(name: "VRRP", dependencies: ["LVSCore", "LVSPacket"]),
+        // VRRPv2/v3: the codec, the instances and their router (pure), and the host that runs them on the wire.
+        .target(name: "VRRP", dependencies: ["LVSCore", "LVSPacket", "LinuxNet", "CLinux",
+                                             .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
         // Thin wrappers over Linux: rtnetlink, AF_PACKET, sysctl, running nft.
         .target(name: "LinuxNet", dependencies: ["CLinux", "LVSCore"]),
         .target(name: "KeepalivedConfig", dependencies: ["LVSCore"]),

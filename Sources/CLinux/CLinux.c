@@ -222,3 +222,142 @@ int lvs_packet_fanout(int fd, int group) {
     int value = (group & 0xFFFF) | (PACKET_FANOUT_HASH << 16);
     return setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &value, sizeof value) == 0 ? 0 : errno;
 }
+
+#include <net/if.h>
+#include <netinet/ip.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+
+int lvs_raw_ip_socket(int family, int protocol, const char *ifname) {
+    int fd = socket(family, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+    if (fd < 0) return -errno;
+    int on = 1, off = 0, hops = 255, tclass = 0xC0;
+    int ok = 0;
+    if (family == AF_INET) {
+        ok |= setsockopt(fd, IPPROTO_IP, IP_HDRINCL, &on, sizeof on);
+        ok |= setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &off, sizeof off);
+    } else {
+        ok |= setsockopt(fd, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, &on, sizeof on);
+        ok |= setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on);
+        ok |= setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &hops, sizeof hops);
+        ok |= setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, &off, sizeof off);
+        ok |= setsockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, &tclass, sizeof tclass);
+    }
+    if (ok == 0 && ifname && *ifname) ok |= setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, ifname, (socklen_t)strlen(ifname));
+    if (ok != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+int lvs_multicast_membership(int fd, int family, const uint8_t *group, int ifindex, int join) {
+    if (family == AF_INET) {
+        struct ip_mreqn m;
+        memset(&m, 0, sizeof m);
+        memcpy(&m.imr_multiaddr, group, 4);
+        m.imr_ifindex = ifindex;
+        if (setsockopt(fd, IPPROTO_IP, join ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP, &m, sizeof m) != 0) return errno;
+        if (join && setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m) != 0) return errno;
+        return 0;
+    }
+    struct ipv6_mreq m;
+    memset(&m, 0, sizeof m);
+    memcpy(&m.ipv6mr_multiaddr, group, 16);
+    m.ipv6mr_interface = (unsigned)ifindex;
+    if (setsockopt(fd, IPPROTO_IPV6, join ? IPV6_ADD_MEMBERSHIP : IPV6_DROP_MEMBERSHIP, &m, sizeof m) != 0) return errno;
+    if (join && setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof ifindex) != 0) return errno;
+    return 0;
+}
+
+int lvs_raw_ip_receive(int fd, int family, uint8_t *buffer, int length, uint8_t *source, uint8_t *destination,
+                       int *ttl, int *next_protocol) {
+    memset(source, 0, 16);
+    memset(destination, 0, 16);
+    *ttl = -1;
+    *next_protocol = -1;
+    if (family == AF_INET) {
+        ssize_t n = recv(fd, buffer, (size_t)length, 0);
+        if (n < 0) return -errno;
+        if (n < 20 || (buffer[0] >> 4) != 4) return -EBADMSG;
+        int header = (buffer[0] & 0x0F) * 4;
+        int total = (buffer[2] << 8) | buffer[3];
+        if (header < 20 || header > n || total < header || total > n) return -EBADMSG;
+        *ttl = buffer[8];
+        *next_protocol = buffer[9];
+        memcpy(source, buffer + 12, 4);
+        memcpy(destination, buffer + 16, 4);
+        memmove(buffer, buffer + header, (size_t)(total - header));
+        return total - header;
+    }
+    struct sockaddr_in6 from;
+    char control[256];
+    struct iovec io = { .iov_base = buffer, .iov_len = (size_t)length };
+    struct msghdr m = { .msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &io, .msg_iovlen = 1,
+                        .msg_control = control, .msg_controllen = sizeof control };
+    ssize_t n = recvmsg(fd, &m, 0);
+    if (n < 0) return -errno;
+    memcpy(source, &from.sin6_addr, 16);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level != IPPROTO_IPV6) continue;
+        if (c->cmsg_type == IPV6_HOPLIMIT) memcpy(ttl, CMSG_DATA(c), sizeof(int));
+        if (c->cmsg_type == IPV6_PKTINFO) memcpy(destination, &((struct in6_pktinfo *)CMSG_DATA(c))->ipi6_addr, 16);
+    }
+    *next_protocol = 112;
+    return (int)n;
+}
+
+int lvs_raw_ip4_send(int fd, const uint8_t *packet, int length, const uint8_t *destination, int dont_route) {
+    struct sockaddr_in to;
+    memset(&to, 0, sizeof to);
+    to.sin_family = AF_INET;
+    memcpy(&to.sin_addr, destination, 4);
+    ssize_t n = sendto(fd, packet, (size_t)length, dont_route ? MSG_DONTROUTE : 0, (struct sockaddr *)&to, sizeof to);
+    return n == length ? 0 : (n < 0 ? errno : EMSGSIZE);
+}
+
+int lvs_raw_ip6_send(int fd, const uint8_t *payload, int length, const uint8_t *source, const uint8_t *destination,
+                     int ifindex, int hops) {
+    struct sockaddr_in6 to;
+    memset(&to, 0, sizeof to);
+    to.sin6_family = AF_INET6;
+    memcpy(&to.sin6_addr, destination, 16);
+    if (destination[0] == 0xFF || (destination[0] == 0xFE && (destination[1] & 0xC0) == 0x80)) to.sin6_scope_id = (uint32_t)ifindex;
+    char control[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(int))];
+    memset(control, 0, sizeof control);
+    struct iovec io = { .iov_base = (void *)payload, .iov_len = (size_t)length };
+    struct msghdr m = { .msg_name = &to, .msg_namelen = sizeof to, .msg_iov = &io, .msg_iovlen = 1,
+                        .msg_control = control, .msg_controllen = sizeof control };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = IPPROTO_IPV6;
+    c->cmsg_type = IPV6_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
+    struct in6_pktinfo info;
+    memset(&info, 0, sizeof info);
+    memcpy(&info.ipi6_addr, source, 16);
+    info.ipi6_ifindex = (unsigned)ifindex;
+    memcpy(CMSG_DATA(c), &info, sizeof info);
+    c = CMSG_NXTHDR(&m, c);
+    c->cmsg_level = IPPROTO_IPV6;
+    c->cmsg_type = IPV6_HOPLIMIT;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &hops, sizeof hops);
+    ssize_t n = sendmsg(fd, &m, 0);
+    return n == length ? 0 : (n < 0 ? errno : EMSGSIZE);
+}
+
+int lvs_netlink_monitor(int addresses) {
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0) return -errno;
+    struct sockaddr_nl local;
+    memset(&local, 0, sizeof local);
+    local.nl_family = AF_NETLINK;
+    local.nl_groups = RTMGRP_LINK | (addresses ? (RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR) : 0);
+    if (bind(fd, (struct sockaddr *)&local, sizeof local) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}

@@ -164,6 +164,8 @@ public final class RouteNetlink {
         public var mac: [UInt8]
         public var mtu: Int
         public var isUp: Bool
+        /// IFF_RUNNING: it has carrier (keepalived's "up" is up and running).
+        public var isRunning: Bool
     }
 
     public func link(_ index: Int32) throws -> Link {
@@ -175,7 +177,7 @@ public final class RouteNetlink {
         let flags = Self.int32(answer.body[(answer.body.startIndex + 8)..<(answer.body.startIndex + 12)]) ?? 0
         let name = a[3 /* IFLA_IFNAME */].map { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } ?? "if\(index)"
         return Link(index: index, name: name, mac: a[1 /* IFLA_ADDRESS */].map(Array.init) ?? [], mtu: Int(Self.int32(a[4 /* IFLA_MTU */]) ?? 1500),
-                    isUp: flags & 1 != 0)
+                    isUp: flags & 1 != 0, isRunning: flags & 0x40 != 0)
     }
 
     /// The addresses on an interface (with their prefix lengths).
@@ -197,11 +199,37 @@ public final class RouteNetlink {
     /// Adds (or, `delete`, removes) `address`/`prefix` on the interface, scope host for a /32 or
     /// /128 on loopback as `ip addr add VIP/32 dev lo` gives.
     public func setAddress(_ address: IPAddress, prefix: Int, on index: Int32, label: String? = nil, delete: Bool = false) throws {
+        try setAddress(address, prefix: prefix, on: index, label: label, scope: 0, broadcast: nil, noDAD: false, delete: delete)
+    }
+
+    /// The full form (keepalived's virtual_ipaddress): `scope` as rtnetlink numbers it (0 global,
+    /// 200 site, 253 link, 254 host), `broadcast` for IPv4, `noDAD` to use an IPv6 address at once.
+    public func setAddress(_ address: IPAddress, prefix: Int, on index: Int32, label: String?, scope: UInt8, broadcast: IPAddress?,
+                           noDAD: Bool, delete: Bool) throws {
         let family: UInt8 = address.isV6 ? UInt8(AF_INET6) : UInt8(AF_INET)
         // struct ifaddrmsg: family, prefixlen, flags, scope, index (u32).
-        let header: [UInt8] = [family, UInt8(prefix), 0, 0] + Self.le32(UInt32(bitPattern: index))
+        let header: [UInt8] = [family, UInt8(prefix), noDAD ? 0x02 /* IFA_F_NODAD */ : 0, scope] + Self.le32(UInt32(bitPattern: index))
         var body = header + Self.attribute(2 /* IFA_LOCAL */, address.networkBytes) + Self.attribute(1 /* IFA_ADDRESS */, address.networkBytes)
         if let label { body += Self.attribute(3 /* IFA_LABEL */, Array(label.utf8) + [0]) }
+        if let broadcast, !address.isV6 { body += Self.attribute(4 /* IFA_BROADCAST */, broadcast.networkBytes) }
         _ = try exchange(delete ? Self.deleteAddress : Self.newAddress, flags: Self.acknowledge | (delete ? 0 : Self.create | Self.replace), body: body)
+    }
+
+    /// Adds (or removes) a route: `destination/prefix` (nil: default) via `gateway` or directly on
+    /// `interface`, with its source, metric, table (main when nil), scope and type (1 unicast,
+    /// 6 blackhole, 7 unreachable, 8 prohibit).
+    public func setRoute(_ destination: IPAddress?, prefix: Int, v6: Bool, gateway: IPAddress?, interface: Int32?, source: IPAddress?,
+                         metric: UInt32?, table: UInt32?, scope: UInt8, type: UInt8, delete: Bool) throws {
+        let family: UInt8 = v6 ? UInt8(AF_INET6) : UInt8(AF_INET)
+        let t = table ?? 254
+        // struct rtmsg: family, dst_len, src_len, tos, table, protocol (4: static), scope, type, flags.
+        var body: [UInt8] = [family, UInt8(prefix), 0, 0, UInt8(t < 256 ? t : 252), 4, scope, type] + Self.le32(0)
+        if let destination { body += Self.attribute(1 /* RTA_DST */, destination.networkBytes) }
+        if let gateway { body += Self.attribute(5 /* RTA_GATEWAY */, gateway.networkBytes) }
+        if let interface { body += Self.attribute(4 /* RTA_OIF */, Self.le32(UInt32(bitPattern: interface))) }
+        if let source { body += Self.attribute(7 /* RTA_PREFSRC */, source.networkBytes) }
+        if let metric { body += Self.attribute(6 /* RTA_PRIORITY */, Self.le32(metric)) }
+        if t >= 256 { body += Self.attribute(15 /* RTA_TABLE */, Self.le32(t)) }
+        _ = try exchange(delete ? 25 /* RTM_DELROUTE */ : 24 /* RTM_NEWROUTE */, flags: Self.acknowledge | (delete ? 0 : Self.create | Self.replace), body: body)
     }
 }

@@ -142,5 +142,36 @@ int lvs_packet_fanout(int fd, int group);
 /// if_nametoindex (0 when there is no such interface).
 int lvs_interface_index(const char *name);
 
+/// A raw socket for IP protocol `protocol` (VRRP: 112) of `family` (AF_INET: IP_HDRINCL, sends
+/// carry their own IPv4 header; AF_INET6: hop limit and destination reported on receive,
+/// multicast hop limit 255, traffic class 0xC0), bound to interface `ifname` when given,
+/// non-blocking, multicast not looped back. The descriptor, or -errno.
+int lvs_raw_ip_socket(int family, int protocol, const char *ifname);
+
+/// Joins (`join` 1) or leaves multicast `group` (4 or 16 bytes by family) on interface `ifindex`,
+/// and sends multicast out of it; 0 or errno.
+int lvs_multicast_membership(int fd, int family, const uint8_t *group, int ifindex, int join);
+
+/// Receives one datagram from a raw socket. IPv4: the IP header is read for the source,
+/// destination and TTL and the payload after it is copied to `buffer` (`*next_protocol` is the
+/// header's protocol); IPv6: the hop limit and destination come from ancillary data. Addresses
+/// are 16 bytes (IPv4 in the first 4). The payload's length, or -errno (-EAGAIN: none waiting,
+/// -EBADMSG: a malformed IPv4 header).
+int lvs_raw_ip_receive(int fd, int family, uint8_t *buffer, int length, uint8_t *source, uint8_t *destination,
+                       int *ttl, int *next_protocol);
+
+/// Sends a whole IPv4 packet (header included) to `destination` (4 bytes); `dont_route` for
+/// multicast (MSG_DONTROUTE). 0 or errno.
+int lvs_raw_ip4_send(int fd, const uint8_t *packet, int length, const uint8_t *destination, int dont_route);
+
+/// Sends an IPv6 payload from `source` (16 bytes; IPV6_PKTINFO) out of `ifindex` to
+/// `destination` with hop limit `hops`. 0 or errno.
+int lvs_raw_ip6_send(int fd, const uint8_t *payload, int length, const uint8_t *source, const uint8_t *destination,
+                     int ifindex, int hops);
+
+/// A route-netlink socket that hears the kernel's link (and, with `addresses`, address)
+/// notifications; non-blocking. The descriptor, or -errno.
+int lvs_netlink_monitor(int addresses);
+
 static inline int lvs_errno(void) { return errno; }
 #endif
