@@ -54,7 +54,7 @@ let package = Package(
         ),
         .target(
             name: "Director",
-            dependencies: ["LVSCore", "LVSState", "ControlAPI", "LVSProxyEngine", "LVSPacketEngine", "KeepalivedConfig", "HealthCheck",
+            dependencies: ["LVSCore", "LVSState", "ControlAPI", "LVSProxyEngine", "LVSPacketEngine", "KeepalivedConfig", "HealthCheck", "VRRP",
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]
         ),

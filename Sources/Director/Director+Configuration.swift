@@ -90,6 +90,9 @@ extension Director {
         loop.flatSubmit {
             let plan = TablePlan(configuration)
             let setup = Director.healthSetup(configuration, plan: plan)
+            let vrrp = VRRPPlan(configuration)
+            // VRRP's addresses may be listened on before this director is their master.
+            self.engine.freeBind = Set(vrrp.owners.keys)
             for kind in setup.unsupported.sorted() {
                 self.logger.warning("\(kind) is not run by this build yet: its real servers count as up")
             }
@@ -117,7 +120,11 @@ extension Director {
                     self.roster = roster
                     self.configuredPlan = plan
                     self.health = health
-                    return self.apply(Director.effectivePlan(plan, health: health))
+                    self.vrrpPlan.owners = vrrp.owners
+                    self.suspendable = Director.suspendable(configuration, plan: plan)
+                    return self.apply(self.served(Director.effectivePlan(plan, health: health))).flatMap { outcome in
+                        self.startVRRP(vrrp).map { outcome }
+                    }
                 }
             }
         }
@@ -127,7 +134,7 @@ extension Director {
     func healthChanged() {
         monitor.snapshot().whenSuccess { health in
             self.health = health
-            _ = self.apply(Director.effectivePlan(self.configuredPlan, health: health))
+            _ = self.apply(self.served(Director.effectivePlan(self.configuredPlan, health: health)))
         }
     }
 

@@ -9,6 +9,7 @@ import LVSProxyEngine
 import Logging
 import NIOCore
 import NIOPosix
+import VRRP
 
 /// The director: owns the virtual server table, runs the forwarding engine (whose first worker keeps
 /// the table's clocks: expiry, rates), applies keepalived.conf, and answers ipvsadm over the control
@@ -38,6 +39,15 @@ public final class Director: @unchecked Sendable {
     public private(set) var packetEngine: PacketEngine?
     /// The packet engine's rule and next-hop updates, one at a time (nft and netlink block).
     private let packetUpdates = DispatchQueue(label: "lvsd-packet-updates")
+    /// VRRP (control loop only): the host running the instances, what it runs, the states it
+    /// reported, the vrrp_script timers, the services ha_suspend withdraws while not master.
+    var vrrp: VRRPHost?
+    var vrrpPlan = VRRPPlan()
+    var vrrpStates: [String: VRRPStateMachine.State] = [:]
+    var vrrpChecks: [RepeatedTask] = []
+    var suspendable: Set<VirtualService.Key> = []
+    /// VRRP start and stop block (sockets, a priority-0 advert, addresses): off the loop.
+    let vrrpQueue = DispatchQueue(label: "lvsd-vrrp")
 
     /// - Parameter loops: the worker event loops; the first also runs the control plane.
     public init(loops: [EventLoop], settings: IPVSSettings = IPVSSettings(), logger: Logger,
@@ -83,10 +93,16 @@ public final class Director: @unchecked Sendable {
     /// command is first run on a copy, the listeners it needs are opened, and only then is it applied.
     public func execute(_ request: ControlRequest) -> EventLoopFuture<IPVSAdmOutput> {
         if let action = request.action {
-            guard action == "reload" else {
+            switch action {
+            case "reload":
+                return reload().map(\.output)
+            case "status":
+                return loop.submit { IPVSAdmOutput(stdout: Director.statusText(self.vrrpStatus, running: self.vrrp != nil)) }
+            case "status-json":
+                return loop.submit { IPVSAdmOutput(stdout: Director.statusJSON(self.vrrpStatus)) }
+            default:
                 return loop.makeSucceededFuture(IPVSAdmOutput(stderr: "lvsd: unknown request '\(action)'\n", exitCode: 2))
             }
-            return reload().map(\.output)
         }
         return loop.flatSubmit {
             let s = self.state
@@ -174,6 +190,8 @@ public final class Director: @unchecked Sendable {
             let farewell = Roster.farewell(self.roster, health: self.health, next: nil)
             self.roster = []
             return self.announce(farewell, timeout: Director.shutdownScriptTimeout)
+        }.flatMap {
+            self.stopVRRP()
         }.flatMap {
             if let packet = self.packetEngine {
                 // Blocks for the packet thread to end and nft to remove the rules (well under a second).

@@ -15,7 +15,7 @@ import NIOPosix
 /// virtual service by a datagram channel per worker event loop (see `UDPFrontendHandler`).
 /// The connection table and counters live in LVSCore, so `ipvsadm -L` shows live truth.
 public final class ProxyEngine: @unchecked Sendable {
-    // @unchecked Sendable: `tcpListeners` and `udpListeners` are touched only on `state.loop` (the
+    // @unchecked Sendable: `tcpListeners`, `udpListeners` and `freeBind` are touched only on `state.loop` (the
     // control plane's loop); the table is reached through the state's lock; the workers take commands
     // through their own locked inboxes.
     public let state: LoadBalancerState
@@ -74,6 +74,10 @@ public final class ProxyEngine: @unchecked Sendable {
     }
 
     /// Opens listeners for `keys` (services the proxy serves); succeeds with the ones that failed.
+    /// Addresses that may be listened on before they are this host's: VRRP's virtual addresses,
+    /// which come and go with mastership (IP_FREEBIND). Set on the control loop.
+    public var freeBind: Set<IPAddress> = []
+
     public func listen(_ keys: Set<VirtualService.Key>) -> EventLoopFuture<[ListenError]> {
         state.loop.preconditionInEventLoop()
         let binds = keys.filter(ProxyEngine.serves).map { key in
@@ -110,7 +114,7 @@ public final class ProxyEngine: @unchecked Sendable {
         let virtual = Endpoint(address, port)
         if proto == .tcp {
             let listener: Int32
-            switch TCPSocket.listen(on: virtual) {
+            switch TCPSocket.listen(on: virtual, freeBind: freeBind.contains(address)) {
             case .success(let fd): listener = fd
             case .failure(let error): return state.loop.makeFailedFuture(ListenError(key: key, reason: error.description))
             }
@@ -136,6 +140,9 @@ public final class ProxyEngine: @unchecked Sendable {
         let binds: [EventLoopFuture<Channel>] = state.loops.map { loop in
             DatagramBootstrap(group: loop)
                 .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                .channelOption(ChannelOptions.Types.SocketOption(level: NIOBSDSocket.OptionLevel(rawValue: Int32(address.isV6 ? IPPROTO_IPV6 : IPPROTO_IP)),
+                                                                 name: NIOBSDSocket.Option(rawValue: address.isV6 ? 76 /* IPV6_FREEBIND */ : 15 /* IP_FREEBIND */)),
+                               value: freeBind.contains(address) ? 1 : 0)
                 .channelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: shared ? 1 : 0)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {

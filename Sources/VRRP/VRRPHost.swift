@@ -364,7 +364,8 @@ public final class VRRPHost: @unchecked Sendable {
     }
 
     private func setRoute(_ r: Route, of s: VRRPInstance.Settings, delete: Bool) {
-        let index = r.device.map { lvs_interface_index($0) }
+        // Without a gateway the route is on the instance's interface unless it names another.
+        let index = (r.device ?? (r.gateway == nil && r.type == 1 ? s.interface : nil)).map { lvs_interface_index($0) }
         do {
             try netlink.setRoute(r.destination, prefix: r.prefixLength, v6: r.isV6, gateway: r.gateway, interface: index.flatMap { $0 > 0 ? $0 : nil },
                                  source: r.source, metric: r.metric, table: r.table, scope: r.scope, type: r.type, delete: delete)
@@ -374,7 +375,7 @@ public final class VRRPHost: @unchecked Sendable {
     }
 
     /// keepalived's scope names (iproute2's numbers).
-    static func scope(_ name: String?) -> UInt8 {
+    public static func scope(_ name: String?) -> UInt8 {
         switch name {
         case nil, "global", "universe": return 0
         case "site": return 200

@@ -18,6 +18,9 @@ let usage = """
     Usage: lvsd [options]
            lvsd demo          three demo real servers and a wrr service on 127.0.0.1:8080
            lvsd reload        have the running lvsd read its configuration file again (as SIGHUP)
+           lvsd status [--json]
+                              the running lvsd's VRRP instances: state, priority (effective and
+                              configured), master, advert interval, transitions and counters
            lvsd realserver start|stop|run ...
                               a DR/TUN real server's set-up (lvsd realserver --help)
     Options:
@@ -64,6 +67,7 @@ var configFile: String?
 var configTest = false
 var dumpConfig = false
 var reloadRequest = false
+var statusRequest: String?
 var configID: String?
 var engineName = "proxy"
 var interfaces: [String] = []
@@ -96,6 +100,8 @@ while let arg = args.popFirst() {
     case "--dump-config": dumpConfig = true
     case "-i", "--config-id": configID = inline ?? value(name)
     case "reload": reloadRequest = true
+    case "status": statusRequest = "status"
+    case "--json" where statusRequest != nil: statusRequest = "status-json"
     case "--engine": engineName = inline ?? value(name)
     case "--control": controlPath = inline ?? value(name)
     case "--interface", "-I": interfaces += (inline ?? value(name)).split(separator: ",").map(String.init)
@@ -130,10 +136,10 @@ while let arg = args.popFirst() {
     }
 }
 
-if reloadRequest {
+if reloadRequest || statusRequest != nil {
     let socket = controlPath ?? ControlSocketPath.resolve()
     do {
-        let output = try ControlClient.send(ControlRequest.reload, to: socket)
+        let output = try ControlClient.send(reloadRequest ? ControlRequest.reload : ControlRequest(argv: [], action: statusRequest), to: socket)
         FileHandle.standardOutput.write(Data(output.stdout.utf8))
         FileHandle.standardError.write(Data(output.stderr.utf8))
         exit(output.exitCode)

@@ -10,13 +10,20 @@ enum TCPSocket {
 
     /// A listening socket on `endpoint`: non-blocking, TCP_NODELAY (inherited by every accepted
     /// connection). Fails with errno.
-    static func listen(on endpoint: Endpoint, backlog: Int32 = 4096) -> Result<Int32, SocketError> {
+    static func listen(on endpoint: Endpoint, backlog: Int32 = 4096, freeBind: Bool = false) -> Result<Int32, SocketError> {
         let address = RawSocketAddress(endpoint)
         let fd = lvs_tcp_socket(address.family)
         guard fd >= 0 else { return .failure(SocketError(code: lvs_errno())) }
         _ = lvs_set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1)
         _ = lvs_set_int_option(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         if address.family == AF_INET6 { _ = lvs_set_int_option(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
+        if freeBind {
+            if address.family == AF_INET6 {
+                _ = lvs_set_int_option(fd, Int32(IPPROTO_IPV6), 76 /* IPV6_FREEBIND */, 1)
+            } else {
+                _ = lvs_set_int_option(fd, Int32(IPPROTO_IP), 15 /* IP_FREEBIND */, 1)
+            }
+        }
         let bound = address.withSockaddr { bind(fd, $0, $1) }
         guard bound == 0, Glibc.listen(fd, backlog) == 0 else {
             let code = lvs_errno()
