@@ -183,7 +183,7 @@ extension Director {
         for s in list {
             rows.append([s.name, s.interface, "\(s.virtualRouterID)", "v\(s.version)", s.state, "\(s.priority)", "\(s.configuredPriority)",
                          s.master ?? "-", String(format: "%g", s.advertisementInterval), "\(s.transitions)", "\(s.statistics.advertisementsReceived)",
-                         "\(s.statistics.advertisementsSent)", "\(s.statistics.dropped)"])
+                         "\(s.statistics.advertisementsSent)", "\(s.dropped)"])
         }
         let widths = header.indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
         for r in rows {

@@ -83,6 +83,8 @@ public final class VRRPHost: @unchecked Sendable {
         public var group: String?
         public var transitions: Int
         public var statistics: VRRPInstance.Statistics
+        /// Adverts the checks dropped, all reasons together.
+        public var dropped: Int
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -439,7 +441,7 @@ public final class VRRPHost: @unchecked Sendable {
                           configuredPriority: Int(s.priority), master: instance.machine.masterAddress?.description,
                           advertisementInterval: Double(instance.machine.masterAdvertisementInterval) / 1e9,
                           addresses: s.addresses.map { "\($0.address)/\($0.prefixLength)" }, group: groupOf[i],
-                          transitions: instance.machine.transitions, statistics: instance.statistics)
+                          transitions: instance.machine.transitions, statistics: instance.statistics, dropped: instance.statistics.dropped)
         }
         published.withLockedValue { $0 = list }
     }

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Two lvsd directors sharing a VIP by VRRP on one LAN, a client and a real server (issue 7): the
+# master is elected by priority, answers through the VIP, and when it fails (its host crashes:
+# process killed and link down; or it stops: priority 0) the backup owns the VIP within
+# Master_Down_Interval (or Skew_Time) and answers. Measured for VRRPv2 advert_int 1 and VRRPv3
+# advert_int 0.1. A master whose interface goes down is in FAULT and comes back; the higher
+# priority director preempts when it returns. tshark decodes the adverts without a warning.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source Tests/Integration/common.bash
+source Tests/Integration/netns.bash
+source Tests/Integration/vrrp.bash
+
+vrrp_topology
+write_conf "$work/d1.conf" 150 2 1 secret
+write_conf "$work/d2.conf" 100 2 1 secret
+start_director d1 "$d1" "$work/d1.conf"
+start_director d2 "$d2" "$work/d2.conf"
+wait_state d1 MASTER 6
+wait_state d2 BACKUP
+wait_vip "$d1"
+has_vip "$d2" && fail "both directors hold the VIP"
+[[ $(get) == served ]] || fail "no answer through the VIP from the master"
+status=$(LVSD_SOCKET="$work/d2.sock" "$bin/lvsd" status)
+echo "$status" | grep -Eq '^VI_1 +eth0 +51 +v2 +BACKUP +100 +100 +10\.0\.0\.1 +1 ' || fail "lvsd status of the backup: $status"
+LVSD_SOCKET="$work/d1.sock" "$bin/lvsd" status --json | python3 -c '
+import json, sys
+v = json.load(sys.stdin)["vrrp"][0]
+assert v["state"] == "MASTER" and v["priority"] == 150 and v["statistics"]["advertisementsSent"] > 0, v' || fail "lvsd status --json"
+echo "elected: d1 MASTER (150), d2 BACKUP (100), the VIP answers"
+
+# tshark's VRRP dissector: our adverts are well formed (checksum good, no expert warnings).
+if command -v tshark >/dev/null; then
+    fields=$(ip netns exec "$client" timeout 8 tshark -q -i eth0 -f 'ip proto 112' -c 3 -T fields -e ip.src -e ip.ttl -e vrrp.version \
+             -e vrrp.prio -e vrrp.checksum.status -e vrrp.auth_string -e _ws.expert.severity 2>/dev/null || true)
+    echo "$fields" | awk -F'\t' 'NF { n++; if ($1 != "10.0.0.1" || $2 != 255 || $3 != 2 || $4 != 150 || $5 != 1 || $6 != "secret" || $7 != "") bad = 1 }
+                                  END { exit (n == 3 && !bad) ? 0 : 1 }' || fail "tshark on our v2 adverts: $fields"
+    echo "tshark: 3 adverts from lvsd decoded, checksums good, no warnings"
+fi
+
+# A client request every 50 ms; the master's host crashes (process killed, link down).
+stream() {
+    ip netns exec "$client" python3 - "$VIP" "$1" >"$2" <<'PY' &
+import socket, sys, time
+vip, seconds = sys.argv[1], float(sys.argv[2])
+end = time.time() + seconds
+while time.time() < end:
+    t = time.time()
+    try:
+        s = socket.create_connection((vip, 80), timeout=0.3); s.settimeout(0.3)
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n"); ok = b"served" in s.recv(4096); s.close()
+    except OSError:
+        ok = False
+    print("%.3f %s" % (t, "ok" if ok else "fail"), flush=True)
+    time.sleep(max(0, 0.05 - (time.time() - t)))
+PY
+    stream_pid=$!; pids+=($stream_pid)
+}
+# outage LOG T0: seconds from T0 (epoch) to the first answered request after it.
+outage() { awk -v t0="$2" '$1 >= t0 && $2 == "ok" { printf "%.2f", $1 - t0; found = 1; exit } END { if (!found) print "none" }' "$1"; }
+
+stream 9 "$work/stream1"
+sleep 1
+t0=$(date +%s%N); t0s=$(date +%s.%N)
+ip -n "$d1" link set eth0 down; kill -9 "$d1_pid"
+ms=$(takeover_ms "$d2" "$t0")
+wait "$d1_pid" 2>/dev/null || true
+wait "$stream_pid" || true
+[[ $ms != timeout ]] || fail "the backup never took the VIP over"
+# Master_Down_Interval for priority 100: 3 x 1 s + 156/256 s = 3.61 s after the last advert,
+# which came up to 1 s before the crash.
+((ms >= 2500 && ms < 4800)) || fail "v2 takeover after ${ms} ms, expected 2610 to 3610"
+seen=$(outage "$work/stream1" "$t0s")
+[[ $seen != none ]] || fail "no request was answered after the failover"
+[[ $(state_of d2) == MASTER ]] || fail "d2 is not master"
+echo "v2 advert_int 1: the backup owned the VIP ${ms} ms after the master's crash; clients answered again after ${seen} s"
+
+# The failed director comes back: it preempts (priority 150), d2 steps down.
+ip -n "$d1" link set eth0 up
+ip -n "$d1" addr flush dev eth0; ip -n "$d1" addr add 10.0.0.1/24 dev eth0
+rm -f "$work/d1.sock"
+start_director d1 "$d1" "$work/d1.conf"
+wait_state d1 MASTER 8
+wait_state d2 BACKUP
+for _ in $(seq 100); do has_vip "$d2" || break; sleep 0.05; done
+has_vip "$d2" && fail "d2 kept the VIP after stepping down"
+[[ $(get) == served ]] || fail "no answer after d1 preempted"
+echo "d1 back: it preempted, d2 is backup again and gave the VIP up"
+
+# A graceful stop: priority 0, the backup takes over after Skew_Time (0.61 s).
+t0=$(date +%s%N)
+kill -TERM "$d1_pid"
+ms=$(takeover_ms "$d2" "$t0")
+[[ $ms != timeout ]] && ((ms < 1500)) || fail "takeover after a priority-0 advert took ${ms} ms"
+wait "$d1_pid" 2>/dev/null || true
+has_vip "$d1" && fail "the stopped master kept the VIP"
+grep -q '^INSTANCE VI_1 STOP 150$' "$work/notify.log" || fail "no STOP notify: $(cat "$work/notify.log")"
+grep -q '^INSTANCE VI_1 MASTER 100$' "$work/notify.log" || fail "no MASTER notify for d2"
+echo "v2 stop: the backup owned the VIP ${ms} ms after the master's priority-0 advert; notify saw STOP and MASTER"
+
+# VRRPv3 with advert_int 0.1 (no authentication in v3).
+kill -TERM "$d2_pid"; wait "$d2_pid" 2>/dev/null || true
+rm -f "$work"/d?.sock
+write_conf "$work/d1.conf" 150 3 0.1
+write_conf "$work/d2.conf" 100 3 0.1
+start_director d1 "$d1" "$work/d1.conf"
+start_director d2 "$d2" "$work/d2.conf"
+wait_state d1 MASTER 4
+wait_state d2 BACKUP
+wait_vip "$d1"
+if command -v tshark >/dev/null; then
+    fields=$(ip netns exec "$client" timeout 8 tshark -q -i eth0 -f 'ip proto 112' -c 3 -T fields -e ip.src -e vrrp.version \
+             -e vrrp.short_adver_int -e vrrp.checksum.status -e _ws.expert.severity 2>/dev/null || true)
+    echo "$fields" | awk -F'\t' 'NF { n++; if ($1 != "10.0.0.1" || $2 != 3 || $3 != 10 || $4 != 1 || $5 != "") bad = 1 } END { exit (n == 3 && !bad) ? 0 : 1 }' \
+        || fail "tshark on our v3 adverts: $fields"
+    echo "tshark: v3 adverts (10 cs) decoded, checksums good, no warnings"
+fi
+stream 4 "$work/stream2"
+sleep 1
+t0=$(date +%s%N); t0s=$(date +%s.%N)
+ip -n "$d1" link set eth0 down; kill -9 "$d1_pid"
+ms=$(takeover_ms "$d2" "$t0")
+wait "$d1_pid" 2>/dev/null || true
+wait "$stream_pid" || true
+# 3 x 0.1 s + 156/256 x 0.1 s = 0.36 s.
+[[ $ms != timeout ]] && ((ms < 1200)) || fail "v3 takeover after ${ms} ms, expected about 360"
+seen=$(outage "$work/stream2" "$t0s")
+[[ $seen != none ]] || fail "no request was answered after the v3 failover"
+echo "v3 advert_int 0.1: the backup owned the VIP ${ms} ms after the master's crash; clients answered again after ${seen} s"
+
+# The master's own interface fails: FAULT, the backup takes over; back up, it preempts again.
+ip -n "$d1" link set eth0 up
+ip -n "$d1" addr flush dev eth0; ip -n "$d1" addr add 10.0.0.1/24 dev eth0
+rm -f "$work/d1.sock"
+start_director d1 "$d1" "$work/d1.conf"
+wait_state d1 MASTER 4
+wait_state d2 BACKUP
+ip -n "$d1" link set eth0 down
+wait_state d1 FAULT 3
+wait_state d2 MASTER 3
+has_vip "$d1" && fail "a director in FAULT kept the VIP"
+ip -n "$d1" link set eth0 up
+wait_state d1 MASTER 5
+wait_state d2 BACKUP 3
+[[ $(get) == served ]] || fail "no answer after the interface came back"
+grep -q 'Entering FAULT STATE' "$work/d1.err" || fail "no FAULT in d1's log"
+echo "interface down: d1 FAULT and d2 MASTER; interface up: d1 preempted back"
+echo "PASS: vrrp-failover"
