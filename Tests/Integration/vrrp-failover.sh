@@ -4,7 +4,9 @@
 # process killed and link down; or it stops: priority 0) the backup owns the VIP within
 # Master_Down_Interval (or Skew_Time) and answers. Measured for VRRPv2 advert_int 1 and VRRPv3
 # advert_int 0.1. A master whose interface goes down is in FAULT and comes back; the higher
-# priority director preempts when it returns. tshark decodes the adverts without a warning.
+# priority director preempts when it returns; notify scripts that take seconds delay none of it.
+# tshark decodes the adverts without a warning. VRRPv3 over IPv6 fails over with a neighbour
+# advertisement that moves the client.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source Tests/Integration/common.bash
@@ -30,13 +32,12 @@ assert v["state"] == "MASTER" and v["priority"] == 150 and v["statistics"]["adve
 echo "elected: d1 MASTER (150), d2 BACKUP (100), the VIP answers"
 
 # tshark's VRRP dissector: our adverts are well formed (checksum good, no expert warnings).
-if command -v tshark >/dev/null; then
-    fields=$(ip netns exec "$client" timeout 8 tshark -q -i eth0 -f 'ip proto 112' -c 3 -T fields -e ip.src -e ip.ttl -e vrrp.version \
-             -e vrrp.prio -e vrrp.checksum.status -e vrrp.auth_string -e _ws.expert.severity 2>/dev/null || true)
-    echo "$fields" | awk -F'\t' 'NF { n++; if ($1 != "10.0.0.1" || $2 != 255 || $3 != 2 || $4 != 150 || $5 != 1 || $6 != "secret" || $7 != "") bad = 1 }
-                                  END { exit (n == 3 && !bad) ? 0 : 1 }' || fail "tshark on our v2 adverts: $fields"
-    echo "tshark: 3 adverts from lvsd decoded, checksums good, no warnings"
-fi
+command -v tshark >/dev/null || fail "tshark is needed (apt-get install tshark)"
+fields=$(ip netns exec "$client" timeout 8 tshark -q -i eth0 -f 'ip proto 112' -c 3 -T fields -e ip.src -e ip.ttl -e vrrp.version \
+         -e vrrp.prio -e vrrp.checksum.status -e vrrp.auth_string -e _ws.expert.severity 2>/dev/null || true)
+echo "$fields" | awk -F'\t' 'NF { n++; if ($1 != "10.0.0.1" || $2 != 255 || $3 != 2 || $4 != 150 || $5 != 1 || $6 != "secret" || $7 != "") bad = 1 }
+                              END { exit (n == 3 && !bad) ? 0 : 1 }' || fail "tshark on our v2 adverts: $fields"
+echo "tshark: 3 adverts from lvsd decoded, checksums good, no warnings"
 
 # A client request every 50 ms; the master's host crashes (process killed, link down).
 stream() {
@@ -108,13 +109,11 @@ start_director d2 "$d2" "$work/d2.conf"
 wait_state d1 MASTER 4
 wait_state d2 BACKUP
 wait_vip "$d1"
-if command -v tshark >/dev/null; then
-    fields=$(ip netns exec "$client" timeout 8 tshark -q -i eth0 -f 'ip proto 112' -c 3 -T fields -e ip.src -e vrrp.version \
-             -e vrrp.short_adver_int -e vrrp.checksum.status -e _ws.expert.severity 2>/dev/null || true)
-    echo "$fields" | awk -F'\t' 'NF { n++; if ($1 != "10.0.0.1" || $2 != 3 || $3 != 10 || $4 != 1 || $5 != "") bad = 1 } END { exit (n == 3 && !bad) ? 0 : 1 }' \
-        || fail "tshark on our v3 adverts: $fields"
-    echo "tshark: v3 adverts (10 cs) decoded, checksums good, no warnings"
-fi
+fields=$(ip netns exec "$client" timeout 8 tshark -q -i eth0 -f 'ip proto 112' -c 3 -T fields -e ip.src -e vrrp.version \
+         -e vrrp.short_adver_int -e vrrp.checksum.status -e _ws.expert.severity 2>/dev/null || true)
+echo "$fields" | awk -F'\t' 'NF { n++; if ($1 != "10.0.0.1" || $2 != 3 || $3 != 10 || $4 != 1 || $5 != "") bad = 1 } END { exit (n == 3 && !bad) ? 0 : 1 }' \
+    || fail "tshark on our v3 adverts: $fields"
+echo "tshark: v3 adverts (10 cs) decoded, checksums good, no warnings"
 stream 4 "$work/stream2"
 sleep 1
 t0=$(date +%s%N); t0s=$(date +%s.%N)
@@ -145,4 +144,33 @@ wait_state d2 BACKUP 3
 [[ $(get) == served ]] || fail "no answer after the interface came back"
 grep -q 'Entering FAULT STATE' "$work/d1.err" || fail "no FAULT in d1's log"
 echo "interface down: d1 FAULT and d2 MASTER; interface up: d1 preempted back"
+
+# VRRPv3 over IPv6: adverts from the link-local address to ff02::12, the VIP with nodad, and an
+# unsolicited neighbour advertisement that moves the client's neighbour entry on failover.
+kill -TERM "$d1_pid" "$d2_pid"; wait "$d1_pid" "$d2_pid" 2>/dev/null || true
+rm -f "$work"/d?.sock
+for ns in "$d1" "$d2" "$client"; do ip netns exec "$ns" sysctl -qw net.ipv6.conf.eth0.accept_dad=0; done
+ip -n "$d1" addr add 2001:db8::1/64 dev eth0 nodad
+ip -n "$d2" addr add 2001:db8::2/64 dev eth0 nodad
+ip -n "$client" addr add 2001:db8::10/64 dev eth0 nodad
+for p in 150 100; do
+    printf 'vrrp_instance VI_6 {\n    interface eth0\n    virtual_router_id 52\n    priority %s\n    advert_int 0.2\n    virtual_ipaddress {\n        2001:db8::100/64\n    }\n}\n' "$p" >"$work/v6-$p.conf"
+done
+start_director d1 "$d1" "$work/v6-150.conf"
+start_director d2 "$d2" "$work/v6-100.conf"
+wait_state6() { local end=$((SECONDS + 6)); while ((SECONDS < end)); do
+    [[ $(LVSD_SOCKET="$work/$1.sock" "$bin/lvsd" status | awk '$1 == "VI_6" && NF > 5 { print $5 }') == "$2" ]] && return 0; sleep 0.05; done
+    fail "$1 is not $2 for VI_6"; }
+wait_state6 d1 MASTER
+wait_state6 d2 BACKUP
+LVSD_SOCKET="$work/d2.sock" "$bin/lvsd" status | grep -Eq '^VI_6 +eth0 +52 +v3 +BACKUP +100 +100 +fe80::' || fail "the v6 backup does not know its link-local master"
+mac_of() { ip -n "$1" link show eth0 | awk '/link\/ether/ { print $2 }'; }
+ip netns exec "$client" python3 -c 'import socket; s = socket.socket(socket.AF_INET6); s.settimeout(1); s.connect_ex(("2001:db8::100", 9))'
+ip -n "$client" -6 neigh show 2001:db8::100 | grep -q "lladdr $(mac_of "$d1")" || fail "the client does not reach the v6 VIP at d1"
+ip -n "$d1" link set eth0 down; kill -9 "$d1_pid"; wait "$d1_pid" 2>/dev/null || true
+wait_state6 d2 MASTER
+for _ in $(seq 40); do ip -n "$client" -6 neigh show 2001:db8::100 | grep -q "lladdr $(mac_of "$d2")" && break; sleep 0.05; done
+ip -n "$client" -6 neigh show 2001:db8::100 | grep -q "lladdr $(mac_of "$d2")" || fail "no unsolicited NA moved the client to d2: $(ip -n "$client" -6 neigh show)"
+ip -n "$d2" -6 addr show dev eth0 | grep -q '2001:db8::100/64 scope global nodad' || fail "the v6 VIP is not on d2"
+echo "v3 over IPv6: d2 took the VIP over and its neighbour advertisement moved the client"
 echo "PASS: vrrp-failover"

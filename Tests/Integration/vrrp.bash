@@ -15,7 +15,7 @@ vrrp_topology() {
     http_server "$rs" 10.0.0.20 80 "served"
 }
 # write_conf FILE PRIORITY VERSION ADVERT_INT [AUTH]: one instance VI_1 (VRID 51) owning the VIP, a
-# virtual server on it to the real server, and a notify script logging its arguments.
+# virtual server on it to the real server, and a slow notify script logging its arguments.
 write_conf() {
     local file=$1 prio=$2 version=$3 advert=$4 auth=${5:-}
     {
@@ -44,7 +44,8 @@ write_conf() {
         echo "    }"
         echo "}"
     } >"$file"
-    printf '#!/bin/sh\necho "$*" >>%s/notify.log\n' "$work" >"$work/notify.sh"
+    # It takes its time, as notify scripts do: no transition waits for it.
+    printf '#!/bin/sh\necho "$*" >>%s/notify.log\nsleep 2\n' "$work" >"$work/notify.sh"
     chmod 755 "$work/notify.sh"
 }
 # start_director NAME NS CONF: lvsd in NS, control socket $work/NAME.sock; PID in ${NAME}_pid.
