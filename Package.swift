@@ -77,7 +77,7 @@ let package = Package(
         .executableTarget(name: "ConfigReloadBenchmark", dependencies: ["KeepalivedConfig", "LVSCore"], path: "Benchmarks/ConfigReloadBenchmark"),
 
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "LVSCore"]),
-        .testTarget(name: "DirectorTests", dependencies: ["Director", "ControlAPI", "LVSCore", "LVSProxyEngine", "KeepalivedConfig"]),
+        .testTarget(name: "DirectorTests", dependencies: ["Director", "ControlAPI", "LVSCore", "LVSProxyEngine", "KeepalivedConfig", "VRRP"]),
         .testTarget(name: "HealthCheckTests", dependencies: ["HealthCheck", "LVSCore", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "VRRPTests", dependencies: ["VRRP", "LVSCore"]),
         .testTarget(name: "LinuxNetTests", dependencies: ["LinuxNet", "LVSCore"]),
