@@ -72,8 +72,8 @@ let package = Package(
         .executableTarget(name: "HealthCheckBenchmark", dependencies: ["HealthCheck", "LVSCore", .product(name: "NIOPosix", package: "swift-nio"),
                                                                        .product(name: "Logging", package: "swift-log")],
                           path: "Benchmarks/HealthCheckBenchmark"),
-        // libFuzzer over LVSPacket (scripts/fuzz-packets); without -DFUZZING a corpus regression runner.
-        .executableTarget(name: "PacketFuzzer", dependencies: ["LVSPacket"], path: "Fuzz/PacketFuzzer"),
+        // libFuzzer over LVSPacket and VRRP's receive path (scripts/fuzz-packets); without -DFUZZING a corpus regression runner.
+        .executableTarget(name: "PacketFuzzer", dependencies: ["LVSPacket", "VRRP"], path: "Fuzz/PacketFuzzer"),
         .executableTarget(name: "ConfigReloadBenchmark", dependencies: ["KeepalivedConfig", "LVSCore"], path: "Benchmarks/ConfigReloadBenchmark"),
 
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "LVSCore"]),

@@ -1,13 +1,16 @@
-// The packet fuzzer: libFuzzer drives LVSPacket's reading and rewriting (PacketFuzzing.exercise).
+// The packet fuzzer: libFuzzer drives LVSPacket's reading and rewriting (PacketFuzzing.exercise)
+// and VRRP's receive checks (VRRPFuzzing.exercise) with every input.
 //   scripts/fuzz-packets [SECONDS]    builds it with -sanitize=fuzzer and runs it on the corpus
 // Built without FUZZING (as `swift build` does), it is a regression runner: each file given (or
 // every file of Tests/LVSPacketTests/Corpus) is put through the same checks.
 import LVSPacket
+import VRRP
 
 #if FUZZING
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     PacketFuzzing.exercise(UnsafeRawBufferPointer(start: data, count: size))
+    VRRPFuzzing.exercise(UnsafeRawBufferPointer(start: data, count: size))
     return 0
 }
 
@@ -44,7 +47,10 @@ struct PacketFuzzerRegression {
             var chunk = [UInt8](repeating: 0, count: 65536)
             while case let n = fread(&chunk, 1, chunk.count, f), n > 0 { bytes += chunk[..<n] }
             fclose(f)
-            bytes.withUnsafeBytes { PacketFuzzing.exercise($0) }
+            bytes.withUnsafeBytes {
+                PacketFuzzing.exercise($0)
+                VRRPFuzzing.exercise($0)
+            }
         }
         print("packet fuzzer regression: \(paths.count) inputs")
     }

@@ -141,7 +141,7 @@ public struct VRRPInstance: Sendable {
         /// Adverts dropped by the checks, whatever the reason.
         public var dropped: Int {
             packetLengthErrors + intervalErrors + ttlErrors + invalidType + versionErrors + checksumErrors + invalidAuthenticationType
-                + authenticationTypeMismatch + authenticationFailures + unknownPeer
+                + authenticationTypeMismatch + authenticationFailures + unknownPeer + addressListErrors
         }
     }
 

@@ -159,3 +159,32 @@ import Testing
         #expect(advert.priority == 0 && effects.contains(.releaseAddresses) && i.statistics.priorityZeroSent == 1)
     }
 }
+
+/// The fuzzer's VRRP checks over adverts mutated byte by byte and random bytes (deterministic).
+@Suite struct VRRPFuzzingTests {
+    @Test func mutatedAdvertsAreCountedOnceAndRefusedOnesChangeNothing() {
+        var seed: UInt64 = 0x5EED
+        func next() -> UInt64 {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return seed >> 33
+        }
+        let v2 = VRRPAdvertisement(version: 2, virtualRouterID: 7, priority: 150, interval: 1, addresses: [IPAddress("10.0.0.100")!],
+                                   authentication: .password(Array("secret".utf8))).encode()
+        let v3 = VRRPAdvertisement(version: 3, virtualRouterID: 7, priority: 150, interval: 10, addresses: [IPAddress("10.0.0.100")!])
+            .encode(source: IPAddress("10.0.0.2")!, destination: VRRPInstance.group4)
+        var inputs: [[UInt8]] = []
+        for base in [v2, v3] {
+            for control in [UInt8(0), 2, 4, 8, 0x12] {
+                inputs.append([control] + base)
+                for _ in 0..<300 {
+                    var m = base
+                    m[Int(next() % UInt64(m.count))] = UInt8(truncatingIfNeeded: next())
+                    if next() % 4 == 0 { m.removeLast(Int(next() % UInt64(m.count))) }
+                    inputs.append([control] + m)
+                }
+            }
+        }
+        for _ in 0..<2000 { inputs.append((0..<Int(next() % 64)).map { _ in UInt8(truncatingIfNeeded: next()) }) }
+        for input in inputs { input.withUnsafeBytes { VRRPFuzzing.exercise($0) } }
+    }
+}
