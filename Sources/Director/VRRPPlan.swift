@@ -136,7 +136,8 @@ struct VRRPPlan: Sendable {
                 trackedInterfaces: interfaces, trackedScripts: tracked, trackedFiles: trackedFiles,
                 checkUnicastSource: has("check_unicast_src"),
                 skipAddressCheck: has("skip_check_adv_addr") || g.settings.contains { $0.keyword == "vrrp_skip_check_adv_addr" },
-                trackPrimaryInterface: !has("dont_track_primary"))
+                trackPrimaryInterface: !has("dont_track_primary"),
+                virtualMACInterface: vi.useVirtualMAC.map { $0.isEmpty ? "vrrp.\(vrid)" : $0 })
             var routes: [VRRPHost.Route] = []
             for line in vi.virtualRoutes {
                 switch Self.route(line.words) {
@@ -145,7 +146,6 @@ struct VRRPPlan: Sendable {
                 }
             }
             if !vi.virtualRules.isEmpty { messages.append("(\(vi.name)) virtual_rules are not applied by this build") }
-            if vi.useVirtualMAC != nil { messages.append("(\(vi.name)) use_vmac is not supported by this build: the interface's own MAC is used") }
             setups.append(VRRPHost.InstanceSetup(settings: settings, resolveSource: source == nil, routes: routes))
             instanceNotify[vi.name] = Self.notify(vi.notify, kind: "notify", policy: &policy)
         }

@@ -38,6 +38,12 @@ public final class RawIPSocket {
 
     deinit { close(fd) }
 
+    /// Receives nothing (a socket kept for sending only: its queue never fills).
+    public func sendOnly() {
+        var dropAll: [UInt64] = [SocketFilter.instruction(SocketFilter.ret, 0, 0, 0)]
+        _ = lvs_attach_filter(fd, &dropAll, 1)
+    }
+
     public func join(_ group: IPAddress) throws {
         let code = group.networkBytes.withUnsafeBufferPointer { lvs_multicast_membership(fd, isV6 ? AF_INET6 : AF_INET, $0.baseAddress, interface, 1) }
         if code != 0 { throw Failure(description: "joining \(group): \(String(cString: strerror(code)))") }

@@ -232,4 +232,43 @@ public final class RouteNetlink {
         if t >= 256 { body += Self.attribute(15 /* RTA_TABLE */, Self.le32(t)) }
         _ = try exchange(delete ? 25 /* RTM_DELROUTE */ : 24 /* RTM_NEWROUTE */, flags: Self.acknowledge | (delete ? 0 : Self.create | Self.replace), body: body)
     }
+
+    // MARK: Links
+
+    /// Creates a macvlan on `base` (mode 1 private, as keepalived's use_vmac; 4 bridge) with its
+    /// own Ethernet address, and brings it up; its index. An existing one of that name is
+    /// replaced when it is not a macvlan of `base` with that address.
+    public func createMacvlan(named name: String, on base: Int32, mac: [UInt8], mode: UInt32 = 1) throws -> Int32 {
+        let existing = lvs_interface_index(name)
+        if existing > 0 {
+            if let l = try? link(existing), l.mac == mac { try setLink(existing, up: true); return existing }
+            try deleteLink(existing)
+        }
+        // struct ifinfomsg: family, pad, type, index, flags, change. Created down.
+        let header: [UInt8] = [0, 0, 0, 0] + Self.le32(0) + Self.le32(0) + Self.le32(0)
+        let data = Self.attribute(1 /* IFLA_MACVLAN_MODE */, Self.le32(mode))
+        let info = Self.attribute(1 /* IFLA_INFO_KIND */, Array("macvlan".utf8)) + Self.attribute(2 /* IFLA_INFO_DATA */, data)
+        let body = header + Self.attribute(3 /* IFLA_IFNAME */, Array(name.utf8) + [0]) + Self.attribute(5 /* IFLA_LINK */, Self.le32(UInt32(bitPattern: base)))
+            + Self.attribute(1 /* IFLA_ADDRESS */, mac) + Self.attribute(18 /* IFLA_LINKINFO */, info)
+        _ = try exchange(16 /* RTM_NEWLINK */, flags: Self.acknowledge | Self.create | 0x200 /* NLM_F_EXCL */, body: body)
+        let index = lvs_interface_index(name)
+        guard index > 0 else { throw Failure(description: "macvlan \(name) was not created") }
+        // IFLA_AF_SPEC { AF_INET6 { IFLA_INET6_ADDR_GEN_MODE: none } } while it is down: no
+        // link-local of its own (where IPv6 is off this fails, and does not matter).
+        let noLinkLocal = Self.attribute(26 /* IFLA_AF_SPEC */, Self.attribute(UInt16(AF_INET6), Self.attribute(8, [1])))
+        _ = try? exchange(16 /* RTM_NEWLINK */, flags: Self.acknowledge,
+                          body: [0, 0, 0, 0] + Self.le32(UInt32(bitPattern: index)) + Self.le32(0) + Self.le32(0) + noLinkLocal)
+        try setLink(index, up: true)
+        return index
+    }
+
+    public func setLink(_ index: Int32, up: Bool) throws {
+        let header: [UInt8] = [0, 0, 0, 0] + Self.le32(UInt32(bitPattern: index)) + Self.le32(up ? 1 : 0) + Self.le32(1)
+        _ = try exchange(16 /* RTM_NEWLINK */, flags: Self.acknowledge, body: header)
+    }
+
+    public func deleteLink(_ index: Int32) throws {
+        let header: [UInt8] = [0, 0, 0, 0] + Self.le32(UInt32(bitPattern: index)) + Self.le32(0) + Self.le32(0)
+        _ = try exchange(17 /* RTM_DELLINK */, flags: Self.acknowledge, body: header)
+    }
 }

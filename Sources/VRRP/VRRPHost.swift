@@ -101,6 +101,8 @@ public final class VRRPHost: @unchecked Sendable {
     private let frames: PacketSocket?
     private struct SocketKey: Hashable { var interface: String; var v6: Bool }
     private var sockets: [SocketKey: RawIPSocket] = [:]
+    /// use_vmac: each such instance's macvlan and the socket its adverts leave by.
+    private var vmacs: [Int: (name: String, socket: RawIPSocket?)] = [:]
     private var identification: UInt16 = 0
     private let wake: Int32
     private let inbox = NIOLockedValueBox<[VRRPRouter.Event]>([])
@@ -189,6 +191,7 @@ public final class VRRPHost: @unchecked Sendable {
     private func run() {
         lvs_name_thread("lvsd-vrrp")
         defer { finished.withLockedValue { $0 = true } }
+        createVirtualMACs()
         openSockets()
         var links: [String: Bool] = [:]
         refreshLinks(&links, at: Self.now())
@@ -225,6 +228,50 @@ public final class VRRPHost: @unchecked Sendable {
         }
         execute(router.handle(.shutdown, at: Self.now()))
         publish()
+        for (_, vmac) in vmacs {
+            let index = lvs_interface_index(vmac.name)
+            if index > 0 { try? netlink.deleteLink(index) }
+        }
+    }
+
+    /// use_vmac (keepalived's vrrp_vmac.c): a private-mode macvlan with the virtual router MAC on
+    /// the instance's interface; the base interface stops answering ARP for addresses it does not
+    /// hold itself (arp_ignore 1, arp_filter 1), so the VIPs are answered with the virtual MAC only.
+    /// Two routers share the virtual MAC: the macvlan makes no IPv6 link-local of its own (that
+    /// one would fail DAD against the other router's).
+    private func createVirtualMACs() {
+        for (i, instance) in router.instances.enumerated() {
+            let s = instance.settings
+            guard let name = s.virtualMACInterface else { continue }
+            let base = lvs_interface_index(s.interface)
+            guard base > 0 else {
+                handler(.log(.error, "(\(s.name)) cannot create \(name): no interface \(s.interface)"))
+                continue
+            }
+            do {
+                let index = try netlink.createMacvlan(named: name, on: base, mac: VRRPFrames.virtualMAC(vrid: s.virtualRouterID, v6: s.isV6))
+                // arp_announce 2: the base's own ARP requests name its own address, never a VIP it
+                // would otherwise tie to its own MAC in its neighbours' caches.
+                for (device, key, value) in [(s.interface, "arp_ignore", "1"), (s.interface, "arp_filter", "1"), (s.interface, "arp_announce", "2"),
+                                             (name, "arp_ignore", "1")] {
+                    Self.writeSysctl("/proc/sys/net/ipv4/conf/\(device)/\(key)", value)
+                }
+                let socket = try RawIPSocket(v6: s.isV6, protocolNumber: 112, interfaceName: name, interfaceIndex: index)
+                socket.sendOnly()
+                if s.unicastPeers.isEmpty { for d in s.destinations { try socket.join(d) } }
+                vmacs[i] = (name, socket)
+                handler(.log(.info, "(\(s.name)) \(name) added on \(s.interface) with \(VRRPFrames.virtualMAC(vrid: s.virtualRouterID, v6: s.isV6).map { String($0, radix: 16) }.joined(separator: ":"))"))
+            } catch {
+                handler(.log(.error, "(\(s.name)) cannot create \(name) on \(s.interface): \(error)"))
+                vmacs[i] = (name, nil)
+            }
+        }
+    }
+
+    static func writeSysctl(_ path: String, _ value: String) {
+        guard let f = fopen(path, "w") else { return }
+        fputs(value, f)
+        fclose(f)
     }
 
     private func receive(on key: SocketKey, into buffer: inout [UInt8]) {
@@ -324,7 +371,7 @@ public final class VRRPHost: @unchecked Sendable {
             }
             handler(.transition(instance: s.name, from: from, to: to, priority: instance.machine.priority))
         case .send(let advert, let source, let destinations):
-            guard let socket = sockets[SocketKey(interface: s.interface, v6: s.isV6)], source != .anyV4, source != .anyV6 else { return }
+            guard let socket = vmacs[i]?.socket ?? sockets[SocketKey(interface: s.interface, v6: s.isV6)], source != .anyV4, source != .anyV6 else { return }
             identification = identification == .max ? 1 : identification + 1
             for d in destinations {
                 let message = advert.encode(source: source, destination: d)
@@ -349,8 +396,13 @@ public final class VRRPHost: @unchecked Sendable {
         }
     }
 
+    /// Where an address goes: its own `dev`, else the instance's macvlan, else its interface.
+    static func device(_ a: VRRPInstance.Address, of s: VRRPInstance.Settings) -> String {
+        a.device ?? s.virtualMACInterface ?? s.interface
+    }
+
     private func setAddress(_ a: VRRPInstance.Address, of s: VRRPInstance.Settings, delete: Bool) {
-        let device = a.device ?? s.interface
+        let device = Self.device(a, of: s)
         let index = lvs_interface_index(device)
         guard index > 0 else {
             handler(.log(.error, "(\(s.name)) cannot \(delete ? "remove" : "add") \(a.address): no interface \(device)"))
@@ -396,7 +448,7 @@ public final class VRRPHost: @unchecked Sendable {
         var interfaces: [Int32] = []
         for _ in 0..<rounds {
             for a in s.addresses {
-                let device = a.device ?? s.interface
+                let device = Self.device(a, of: s)
                 if macs[device] == nil {
                     let index = lvs_interface_index(device)
                     let mac = (index > 0 ? try? netlink.link(index).mac : nil) ?? []

@@ -69,6 +69,9 @@ public struct VRRPInstance: Sendable {
         public var skipAddressCheck: Bool
         /// dont_track_primary: the instance's own interface going down is not a fault.
         public var trackPrimaryInterface: Bool
+        /// use_vmac: the macvlan (00:00:5E:00:01:VRID) that holds the addresses and sends the
+        /// adverts and announcements; nil without.
+        public var virtualMACInterface: String?
 
         public init(name: String, interface: String, isV6: Bool = false, version: UInt8 = 2, virtualRouterID: UInt8, priority: UInt8 = 100,
                     advertisementInterval: Int64 = 1_000_000_000, preempt: Bool = true, preemptDelay: Int64 = 0,
@@ -76,7 +79,7 @@ public struct VRRPInstance: Sendable {
                     unicastPeers: [IPAddress] = [], multicastGroup: IPAddress? = nil, announcements: AnnouncementTiming = AnnouncementTiming(),
                     trackedInterfaces: [String: VRRPTracking.Weight] = [:], trackedScripts: [String: VRRPTracking.Weight] = [:],
                     trackedFiles: [String: VRRPTracking.Weight] = [:], checkUnicastSource: Bool = false, skipAddressCheck: Bool = false,
-                    trackPrimaryInterface: Bool = true) {
+                    trackPrimaryInterface: Bool = true, virtualMACInterface: String? = nil) {
             self.name = name
             self.interface = interface
             self.isV6 = isV6
@@ -98,6 +101,7 @@ public struct VRRPInstance: Sendable {
             self.checkUnicastSource = checkUnicastSource
             self.skipAddressCheck = skipAddressCheck
             self.trackPrimaryInterface = trackPrimaryInterface
+            self.virtualMACInterface = virtualMACInterface
         }
 
         /// Where adverts go.

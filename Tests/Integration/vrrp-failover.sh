@@ -6,7 +6,7 @@
 # advert_int 0.1. A master whose interface goes down is in FAULT and comes back; the higher
 # priority director preempts when it returns; notify scripts that take seconds delay none of it.
 # tshark decodes the adverts without a warning. VRRPv3 over IPv6 fails over with a neighbour
-# advertisement that moves the client.
+# advertisement that moves the client. use_vmac keeps the virtual router MAC on a macvlan.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source Tests/Integration/common.bash
@@ -173,4 +173,31 @@ for _ in $(seq 40); do ip -n "$client" -6 neigh show 2001:db8::100 | grep -q "ll
 ip -n "$client" -6 neigh show 2001:db8::100 | grep -q "lladdr $(mac_of "$d2")" || fail "no unsolicited NA moved the client to d2: $(ip -n "$client" -6 neigh show)"
 ip -n "$d2" -6 addr show dev eth0 | grep -q '2001:db8::100/64 scope global nodad' || fail "the v6 VIP is not on d2"
 echo "v3 over IPv6: d2 took the VIP over and its neighbour advertisement moved the client"
+
+# use_vmac: the VIP on a macvlan with the virtual router MAC 00:00:5e:00:01:33 (VRID 51), which the
+# client keeps across the failover; the macvlan goes when lvsd stops.
+kill -TERM "$d2_pid"; wait "$d2_pid" 2>/dev/null || true
+ip -n "$d1" link set eth0 up
+rm -f "$work"/d?.sock
+write_conf "$work/d1.conf" 150 3 0.2
+write_conf "$work/d2.conf" 100 3 0.2
+sed -i 's/^    interface eth0$/    interface eth0\n    use_vmac/' "$work/d1.conf" "$work/d2.conf"
+start_director d1 "$d1" "$work/d1.conf"
+start_director d2 "$d2" "$work/d2.conf"
+wait_state d1 MASTER 4
+wait_state d2 BACKUP
+ip -n "$d1" -o addr show dev vrrp.51 | grep -q " $VIP/24" || fail "the VIP is not on d1's vrrp.51"
+ip -n "$d1" link show vrrp.51 | grep -q 'link/ether 00:00:5e:00:01:33' || fail "vrrp.51 lacks the virtual MAC"
+ip -n "$client" neigh flush all
+[[ $(get) == served ]] || fail "no answer through the virtual MAC"
+ip -n "$client" neigh show $VIP | grep -q 'lladdr 00:00:5e:00:01:33' || fail "the client does not see the virtual MAC: $(ip -n "$client" neigh show)"
+ip -n "$d1" link set eth0 down; kill -9 "$d1_pid"; wait "$d1_pid" 2>/dev/null || true
+wait_state d2 MASTER 4
+ip -n "$d2" -o addr show dev vrrp.51 | grep -q " $VIP/24" || fail "the VIP is not on d2's vrrp.51"
+for _ in $(seq 20); do [[ $(get) == served ]] && break; sleep 0.1; done
+[[ $(get) == served ]] || fail "no answer after the failover with use_vmac"
+ip -n "$client" neigh show $VIP | grep -q 'lladdr 00:00:5e:00:01:33' || fail "the client's neighbour entry changed"
+kill -TERM "$d2_pid"; wait "$d2_pid" 2>/dev/null || true
+ip -n "$d2" link show vrrp.51 >/dev/null 2>&1 && fail "vrrp.51 was left behind"
+echo "use_vmac: the VIP answered with 00:00:5e:00:01:33 before and after the failover; the macvlan is removed at stop"
 echo "PASS: vrrp-failover"
