@@ -28,7 +28,8 @@ extension Director {
                 if !checksUnchanged, let host = self.vrrp { self.startChecks(plan.checks, host: host) }
                 return self.loop.makeSucceededVoidFuture()
             }
-            return self.stopVRRP(announcing: previous).flatMap {
+            let resuming = Set(Director.keptMasters(from: previous, to: plan, states: self.vrrpStates).keys)
+            return self.stopVRRP(announcing: previous, successor: plan).flatMap {
                 guard !plan.isEmpty else { return self.loop.makeSucceededVoidFuture() }
                 guard geteuid() == 0 else {
                     self.logger.error("VRRP needs root (raw sockets, addresses): the vrrp_instance blocks are not run")
@@ -39,7 +40,8 @@ extension Director {
                 let director = self
                 self.vrrpQueue.async {
                     do {
-                        let host = try VRRPHost(instances: plan.setups, groups: plan.groups, scripts: plan.scripts, files: plan.files) { event in
+                        let host = try VRRPHost(instances: plan.setups, groups: plan.groups, scripts: plan.scripts, files: plan.files,
+                                                resuming: resuming) { event in
                             loop.execute { director.vrrpEvent(event) }
                         }
                         host.start()
@@ -63,33 +65,51 @@ extension Director {
 
     /// Stops the running host: its masters send priority 0 and give their addresses up; then
     /// notify_stop and the generic notify's STOP run (one second at most, as keepalived allows).
-    func stopVRRP(announcing plan: VRRPPlan? = nil) -> EventLoopFuture<Void> {
+    /// For a reload (`successor`), the masters the new configuration still has (same name,
+    /// interface, VRID and family) leave silently and stay master in the new host, and only the
+    /// instances it no longer has are announced as stopped.
+    func stopVRRP(announcing plan: VRRPPlan? = nil, successor: VRRPPlan? = nil) -> EventLoopFuture<Void> {
         loop.flatSubmit {
             for task in self.vrrpChecks { task.cancel() }
             self.vrrpChecks = []
             guard let host = self.vrrp else { return self.loop.makeSucceededVoidFuture() }
             self.vrrp = nil
             let plan = plan ?? self.vrrpPlan
+            let keeping = successor.map { Director.keptMasters(from: plan, to: $0, states: self.vrrpStates) } ?? [:]
             let promise = self.loop.makePromise(of: Void.self)
             self.vrrpQueue.async {
-                host.stop()
+                host.stop(keeping: keeping)
                 promise.succeed(())
             }
             return promise.futureResult.flatMap {
-                self.vrrpStates = [:]
+                let remaining = Set(successor?.setups.map(\.settings.name) ?? [])
+                self.vrrpStates = self.vrrpStates.filter { remaining.contains($0.key) }
                 var runs: [EventLoopFuture<Void>] = []
-                for setup in plan.setups {
+                for setup in plan.setups where !remaining.contains(setup.settings.name) {
                     let name = setup.settings.name
                     runs += self.notifyScripts(plan.instanceNotify[name], kind: "INSTANCE", name: name, state: "STOP",
                                                priority: Int(setup.settings.priority), timeout: Director.shutdownScriptTimeout)
                 }
-                for group in plan.groups {
+                let remainingGroups = Set(successor?.groups.map(\.name) ?? [])
+                for group in plan.groups where !remainingGroups.contains(group.name) {
                     runs += self.notifyScripts(plan.groupNotify[group.name], kind: "GROUP", name: group.name, state: "STOP", priority: 0,
                                                timeout: Director.shutdownScriptTimeout)
                 }
                 return EventLoopFuture.andAllComplete(runs, on: self.loop)
             }
         }
+    }
+
+    /// The masters of `old` that `new` has again as the same router, with what they will hold.
+    static func keptMasters(from old: VRRPPlan, to new: VRRPPlan, states: [String: VRRPStateMachine.State]) -> [String: VRRPHost.Successor] {
+        var kept: [String: VRRPHost.Successor] = [:]
+        for n in new.setups {
+            let s = n.settings
+            guard states[s.name] == .master, let o = old.setups.first(where: { $0.settings.name == s.name })?.settings,
+                  o.interface == s.interface, o.virtualRouterID == s.virtualRouterID, o.isV6 == s.isV6 else { continue }
+            kept[s.name] = VRRPHost.Successor(addresses: Set(s.addresses.map(\.address)), routes: n.routes, virtualMACInterface: s.virtualMACInterface)
+        }
+        return kept
     }
 
     /// vrrp_scripts on their intervals; each result goes to the host.
@@ -117,10 +137,13 @@ extension Director {
             case .warning: logger.warning("\(message)")
             case .error: logger.error("\(message)")
             }
-        case .transition(let name, _, let to, let priority):
+        case .transition(let name, let from, let to, let priority):
             guard to != .initialize else { return }
             let wasMaster = vrrpStates[name] == .master
+            // After a reload an instance arrives again in the state it had: nothing to announce.
+            let unchanged = vrrpStates[name] == to && from == .initialize
             vrrpStates[name] = to
+            if unchanged { return }
             _ = notifyScripts(vrrpPlan.instanceNotify[name], kind: "INSTANCE", name: name, state: to.rawValue, priority: Int(priority),
                               timeout: Director.notifyTimeout)
             // ha_suspend: the services on this instance's addresses come and go with mastership.

@@ -21,7 +21,7 @@ public enum VRRPFuzzing {
                     authentication: control & 2 != 0 && version == 2 ? .password(Array("secret".utf8)) : .none,
                     addresses: [.init(vip)], sourceAddress: me, skipAddressCheck: control & 4 != 0)
                 var router = VRRPRouter(instances: [VRRPInstance(settings)])
-                _ = router.handle(.start, at: 0)
+                _ = router.handle(.start(), at: 0)
                 let before = router.instances[0]
                 let ttl: UInt8 = control & 8 != 0 ? control : 255
                 let packet = VRRPInstance.Received(source: source, destination: v6 ? VRRPInstance.group6 : VRRPInstance.group4, ttl: ttl, bytes: bytes)

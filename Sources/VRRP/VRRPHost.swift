@@ -110,10 +110,28 @@ public final class VRRPHost: @unchecked Sendable {
     private let finished = NIOLockedValueBox(false)
     private let published = NIOLockedValueBox<[Status]>([])
     private let ownAddresses: Set<IPAddress>
+    private let resuming: Set<String>
+    /// Masters a reload keeps, with what their successors hold (set before `stop`).
+    private let successors = NIOLockedValueBox<[String: Successor]>([:])
+
+    /// What the new configuration's instance of the same name holds.
+    public struct Successor: Sendable {
+        public var addresses: Set<IPAddress>
+        public var routes: [Route]
+        public var virtualMACInterface: String?
+
+        public init(addresses: Set<IPAddress>, routes: [Route], virtualMACInterface: String?) {
+            self.addresses = addresses
+            self.routes = routes
+            self.virtualMACInterface = virtualMACInterface
+        }
+    }
 
     /// Resolves the interfaces and source addresses; opens nothing on the wire yet.
+    /// `resuming`: instances that were master before a reload and start as master.
     public init(instances: [InstanceSetup], groups: [(name: String, members: [String])], scripts: [String: VRRPTracking.ScriptStatus],
-                files: [String: String], handler: @escaping @Sendable (Event) -> Void) throws {
+                files: [String: String], resuming: Set<String> = [], handler: @escaping @Sendable (Event) -> Void) throws {
+        self.resuming = resuming
         netlink = try RouteNetlink()
         var resolved: [VRRPInstance] = []
         for setup in instances {
@@ -173,8 +191,11 @@ public final class VRRPHost: @unchecked Sendable {
         lvs_eventfd_signal(wake)
     }
 
-    /// Masters send priority 0 and give their addresses up; returns when done (two seconds at most).
-    public func stop() {
+    /// Masters send priority 0 and give their addresses up, except those a reload keeps
+    /// (`keeping`): they leave silently and give up only what their successors do not hold.
+    /// Returns when done (two seconds at most).
+    public func stop(keeping: [String: Successor] = [:]) {
+        successors.withLockedValue { $0 = keeping }
         stopping.withLockedValue { $0 = true }
         lvs_eventfd_signal(wake)
         for _ in 0..<400 where !finished.withLockedValue({ $0 }) { usleep(5000) }
@@ -196,7 +217,7 @@ public final class VRRPHost: @unchecked Sendable {
         var links: [String: Bool] = [:]
         refreshLinks(&links, at: Self.now())
         var nextFiles: Int64 = 0
-        execute(router.handle(.start, at: Self.now()))
+        execute(router.handle(.start(resuming: resuming), at: Self.now()))
         var buffer = [UInt8](repeating: 0, count: 65536)
         while !stopping.withLockedValue({ $0 }) {
             let now = Self.now()
@@ -226,9 +247,19 @@ public final class VRRPHost: @unchecked Sendable {
             execute(router.handle(.tick, at: Self.now()))
             publish()
         }
-        execute(router.handle(.shutdown, at: Self.now()))
+        let keeping = successors.withLockedValue { $0 }
+        let kept = Set(router.instances.enumerated().filter { keeping[$0.element.name] != nil && $0.element.state == .master }.map(\.offset))
+        execute(router.handle(.shutdown(keeping: Set(keeping.keys)), at: Self.now()))
+        for i in kept {
+            let s = router.instances[i].settings
+            let next = keeping[s.name]!
+            for r in routes[i] where !next.routes.contains(r) { setRoute(r, of: s, delete: true) }
+            for a in s.addresses where !next.addresses.contains(a.address) || next.virtualMACInterface != s.virtualMACInterface {
+                setAddress(a, of: s, delete: true)
+            }
+        }
         publish()
-        for (_, vmac) in vmacs {
+        for (i, vmac) in vmacs where !(kept.contains(i) && keeping[router.instances[i].name]?.virtualMACInterface == vmac.name) {
             let index = lvs_interface_index(vmac.name)
             if index > 0 { try? netlink.deleteLink(index) }
         }

@@ -202,8 +202,14 @@ public struct VRRPInstance: Sendable {
 
     // MARK: Events
 
-    public mutating func start(at now: Int64) -> [Effect] {
-        run(machine.start(at: now), at: now)
+    public mutating func start(at now: Int64, resumingMaster: Bool = false) -> [Effect] {
+        run(machine.start(at: now, resumingMaster: resumingMaster), at: now)
+    }
+
+    /// A reload keeps this master: no priority-0 advert, its addresses stay.
+    public mutating func abandon() {
+        machine.abandon()
+        announcementDeadline = nil
     }
 
     public mutating func tick(at now: Int64) -> [Effect] {

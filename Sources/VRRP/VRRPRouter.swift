@@ -15,7 +15,8 @@ public struct VRRPRouter: Sendable {
     }
 
     public enum Event: Sendable, Hashable {
-        case start
+        /// `resuming`: the instances that were master before a reload and carry on as master.
+        case start(resuming: Set<String> = [])
         case tick
         /// A VRRP packet arrived on `interface`.
         case received(interface: String, VRRPInstance.Received)
@@ -25,7 +26,8 @@ public struct VRRPRouter: Sendable {
         case interface(name: String, up: Bool)
         /// A tracked file's number (keepalived: unreadable or not a number is 0).
         case file(name: String, value: Int64)
-        case shutdown
+        /// `keeping`: masters a reload keeps (they leave silently, their addresses stay).
+        case shutdown(keeping: Set<String> = [])
     }
 
     public enum Effect: Sendable, Hashable {
@@ -72,7 +74,7 @@ public struct VRRPRouter: Sendable {
     public mutating func handle(_ event: Event, at now: Int64) -> [Effect] {
         var effects: [Effect] = []
         switch event {
-        case .start:
+        case .start(let resuming):
             started = true
             for i in instances.indices {
                 let (priority, fault) = evaluate(i)
@@ -84,7 +86,7 @@ public struct VRRPRouter: Sendable {
                 if let reason = ownFault[i] ?? (groupFault ? "sync group member in FAULT" : nil) {
                     effects += wrap(i, instances[i].fault(true, reason: reason, at: now))
                 } else {
-                    effects += follow(i, instances[i].start(at: now), at: now)
+                    effects += follow(i, instances[i].start(at: now, resumingMaster: resuming.contains(instances[i].name)), at: now)
                 }
             }
         case .tick:
@@ -131,8 +133,14 @@ public struct VRRPRouter: Sendable {
             guard files[name] != value else { return [] }
             files[name] = value
             effects += reevaluate(at: now)
-        case .shutdown:
-            for i in instances.indices { effects += wrap(i, instances[i].shutdown(at: now)) }
+        case .shutdown(let keeping):
+            for i in instances.indices {
+                if keeping.contains(instances[i].name), instances[i].state == .master {
+                    instances[i].abandon()
+                } else {
+                    effects += wrap(i, instances[i].shutdown(at: now))
+                }
+            }
         }
         return effects + groupChanges()
     }

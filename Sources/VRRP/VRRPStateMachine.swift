@@ -80,10 +80,19 @@ public struct VRRPStateMachine: Sendable {
     }
 
     /// Startup (RFC §6.4.1): the address owner becomes master at once, the others backup.
-    public mutating func start(at now: Int64) -> [Action] {
+    /// `resumingMaster`: this router was master before a reload and carries on as master (it
+    /// yields as usual to a better one).
+    public mutating func start(at now: Int64, resumingMaster: Bool = false) -> [Action] {
         startedAt = now
         guard state == .initialize else { return [] }
-        return priority == 255 ? becomeMaster(at: now) : becomeBackup(at: now)
+        return priority == 255 || resumingMaster ? becomeMaster(at: now) : becomeBackup(at: now)
+    }
+
+    /// Leaves without a word (a reload hands this master's role to its successor).
+    public mutating func abandon() {
+        advertisementDeadline = nil
+        masterDownDeadline = nil
+        state = .initialize
     }
 
     /// Timers.

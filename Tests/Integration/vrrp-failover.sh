@@ -31,6 +31,20 @@ v = json.load(sys.stdin)["vrrp"][0]
 assert v["state"] == "MASTER" and v["priority"] == 150 and v["statistics"]["advertisementsSent"] > 0, v' || fail "lvsd status --json"
 echo "elected: d1 MASTER (150), d2 BACKUP (100), the VIP answers"
 
+# A reload that changes the instance (an excluded address more) keeps d1 master: no priority 0,
+# the VIP stays, d2 never moves, no notify runs again.
+notifies=$(wc -l <"$work/notify.log")
+sed -i 's/^    notify /    virtual_ipaddress_excluded {\n        10.0.0.101\/24\n    }\n    notify /' "$work/d1.conf"
+LVSD_SOCKET="$work/d1.sock" "$bin/lvsd" reload >/dev/null || fail "reload refused"
+for _ in $(seq 40); do ip -n "$d1" -o addr show dev eth0 | grep -q ' 10.0.0.101/24' && break; sleep 0.05; done
+ip -n "$d1" -o addr show dev eth0 | grep -q ' 10.0.0.101/24' || fail "the reload did not add the excluded address"
+sleep 1.5
+[[ $(state_of d1) == MASTER && $(state_of d2) == BACKUP ]] || fail "the reload moved the roles: d1 $(state_of d1), d2 $(state_of d2)"
+has_vip "$d1" || fail "the VIP left d1 during the reload"
+LVSD_SOCKET="$work/d2.sock" "$bin/lvsd" status | grep -Eq '^VI_1 .* BACKUP .* 1 +[0-9]+ +0 +0$' || fail "d2 moved during d1's reload: $(LVSD_SOCKET="$work/d2.sock" "$bin/lvsd" status)"
+[[ $(wc -l <"$work/notify.log") == "$notifies" ]] || fail "a reload ran notify scripts: $(tail -3 "$work/notify.log")"
+echo "reload: d1 stayed master through it (no priority 0, the VIP kept), d2 stayed backup, no notify ran"
+
 # tshark's VRRP dissector: our adverts are well formed (checksum good, no expert warnings).
 command -v tshark >/dev/null || fail "tshark is needed (apt-get install tshark)"
 fields=$(ip netns exec "$client" timeout 8 tshark -q -i eth0 -f 'ip proto 112' -c 3 -T fields -e ip.src -e ip.ttl -e vrrp.version \

@@ -38,7 +38,7 @@ import Testing
     @Test func scriptWeightsMoveThePriorityBothWays() {
         var r = VRRPRouter(instances: [Self.instance("VI_1", vrid: 1, priority: 100, scripts: ["up": .init(20), "down": .init(-30)])],
                            scripts: ["up": .init(rise: 2, fall: 1), "down": .init(rise: 1, fall: 2)])
-        _ = r.handle(.start, at: 0)
+        _ = r.handle(.start(), at: 0)
         // Neither has a result yet: nothing moves.
         #expect(r.instances[0].machine.priority == 100)
         _ = r.handle(.script(name: "up", success: true), at: Self.s / 2)
@@ -58,7 +58,7 @@ import Testing
 
     @Test func aMasterWhosePriorityFallsIsPreemptedByItsPeer() {
         var r = VRRPRouter(instances: [Self.instance("VI_1", vrid: 1, priority: 150, scripts: ["chk": .init(-60)])], scripts: ["chk": .init()])
-        _ = r.handle(.start, at: 0)
+        _ = r.handle(.start(), at: 0)
         _ = r.handle(.tick, at: 4 * Self.s)
         #expect(r.instances[0].state == .master)
         let lowered = r.handle(.script(name: "chk", success: false), at: 5 * Self.s)
@@ -72,7 +72,7 @@ import Testing
         var r = VRRPRouter(instances: [Self.instance("VI_1", vrid: 1, scripts: ["chk": .init(0)], interfaces: ["eth1": .init(0)])],
                            scripts: ["chk": .init()])
         // A weight-0 script without a result yet: FAULT from the start.
-        #expect(Self.transitions(r.handle(.start, at: 0)) == ["0:FAULT"])
+        #expect(Self.transitions(r.handle(.start(), at: 0)) == ["0:FAULT"])
         #expect(Self.transitions(r.handle(.script(name: "chk", success: true), at: Self.s / 2)) == ["0:BACKUP"])
         #expect(Self.transitions(r.handle(.script(name: "chk", success: false), at: Self.s)) == ["0:FAULT"])
         #expect(Self.transitions(r.handle(.script(name: "chk", success: true), at: 2 * Self.s)) == ["0:BACKUP"])
@@ -87,7 +87,7 @@ import Testing
 
     @Test func aFaultyMasterHandsOverWithPriorityZero() {
         var r = VRRPRouter(instances: [Self.instance("VI_1", vrid: 1, priority: 255, interfaces: ["eth1": .init(0)])])
-        _ = r.handle(.start, at: 0)
+        _ = r.handle(.start(), at: 0)
         let effects = r.handle(.interface(name: "eth1", up: false), at: Self.s)
         #expect(Self.advertised(effects) == [0] && effects.contains(.instance(0, .releaseAddresses)))
     }
@@ -95,7 +95,7 @@ import Testing
     @Test func interfaceAndFileWeights() {
         var r = VRRPRouter(instances: [Self.instance("VI_1", vrid: 1, priority: 100, interfaces: ["eth1": .init(-25), "eth2": .init(10, reverse: true)],
                                                      files: ["f": .init(3)])])
-        _ = r.handle(.start, at: 0)
+        _ = r.handle(.start(), at: 0)
         #expect(r.instances[0].machine.priority == 100)
         _ = r.handle(.interface(name: "eth1", up: false), at: Self.s)
         #expect(r.instances[0].machine.priority == 75)
@@ -112,7 +112,7 @@ import Testing
     @Test func syncGroupMembersMoveTogether() {
         var r = VRRPRouter(instances: [Self.instance("VI_1", vrid: 1), Self.instance("VI_2", vrid: 2, interface: "eth1", interfaces: [:])],
                            groups: [.init(name: "G", members: [0, 1])])
-        _ = r.handle(.start, at: 0)
+        _ = r.handle(.start(), at: 0)
         // VI_2 hears a master on its link; VI_1 hears none. The group stays backup.
         var t: Int64 = 0
         var seen: [String] = []
@@ -133,9 +133,25 @@ import Testing
         #expect(Self.transitions(r.handle(.interface(name: "eth1", up: true), at: t + 8 * Self.s)) == ["0:BACKUP", "1:BACKUP", "g0:BACKUP"])
     }
 
+    @Test func aReloadKeepsItsMastersWithoutAWord() {
+        var old = VRRPRouter(instances: [Self.instance("VI_1", vrid: 1), Self.instance("VI_2", vrid: 2)])
+        _ = old.handle(.start(), at: 0)
+        _ = old.handle(.tick, at: 4 * Self.s)
+        #expect(old.instances.allSatisfy { $0.state == .master })
+        // VI_1 stays in the new configuration; VI_2 does not.
+        let leaving = old.handle(.shutdown(keeping: ["VI_1"]), at: 5 * Self.s)
+        #expect(!leaving.contains { if case .instance(0, _) = $0 { return true }; return false }, "VI_1 leaves silently")
+        #expect(Self.advertised(leaving) == [0] && leaving.contains(.instance(1, .releaseAddresses)))
+        var new = VRRPRouter(instances: [Self.instance("VI_1", vrid: 1)])
+        let starting = new.handle(.start(resuming: ["VI_1"]), at: 5 * Self.s)
+        #expect(Self.transitions(starting) == ["0:MASTER"] && Self.advertised(starting) == [100])
+        // It yields as usual to a better master.
+        #expect(Self.transitions(new.handle(.received(interface: "eth0", Self.advert(vrid: 1, priority: 200)), at: 6 * Self.s)) == ["0:BACKUP"])
+    }
+
     @Test func unknownVRIDsAreCountedPerInterface() {
         var r = VRRPRouter(instances: [Self.instance("VI_1", vrid: 1)])
-        _ = r.handle(.start, at: 0)
+        _ = r.handle(.start(), at: 0)
         #expect(r.handle(.received(interface: "eth0", Self.advert(vrid: 9, priority: 100)), at: 1).isEmpty)
         #expect(r.handle(.received(interface: "eth3", Self.advert(vrid: 1, priority: 100)), at: 1).isEmpty)
         #expect(r.unknownVRID == ["eth0": 1, "eth3": 1])
