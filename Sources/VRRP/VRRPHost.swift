@@ -331,9 +331,13 @@ public final class VRRPHost: @unchecked Sendable {
             guard index > 0 else { continue }
             do {
                 let socket = try RawIPSocket(v6: s.isV6, protocolNumber: 112, interfaceName: s.interface, interfaceIndex: index)
-                for instance in router.instances where instance.settings.interface == s.interface && instance.settings.isV6 == s.isV6 {
-                    for d in instance.settings.destinations where instance.settings.unicastPeers.isEmpty { try socket.join(d) }
+                // Each group once per socket, however many instances share it.
+                var groups = Set<IPAddress>()
+                for instance in router.instances where instance.settings.interface == s.interface && instance.settings.isV6 == s.isV6
+                    && instance.settings.unicastPeers.isEmpty {
+                    groups.formUnion(instance.settings.destinations)
                 }
+                for g in groups.sorted(by: { $0.description < $1.description }) { try socket.join(g) }
                 sockets[key] = socket
             } catch {
                 handler(.log(.error, "(\(s.name)) cannot open the VRRP socket on \(s.interface): \(error)"))

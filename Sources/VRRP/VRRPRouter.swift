@@ -121,7 +121,7 @@ public struct VRRPRouter: Sendable {
             let changed = status.record(success: success)
             scripts[name] = status
             if changed {
-                effects.append(.log(.info, "Script `\(name)` now returning \(success ? 0 : 1)"))
+                effects.append(.log(.info, "VRRP_Script(\(name)) \(success ? "succeeded" : "failed")"))
                 effects += reevaluate(at: now)
             }
         case .interface(let name, let up):
