@@ -272,7 +272,8 @@ int lvs_multicast_membership(int fd, int family, const uint8_t *group, int ifind
 }
 
 int lvs_raw_ip_receive(int fd, int family, uint8_t *buffer, int length, uint8_t *source, uint8_t *destination,
-                       int *ttl, int *next_protocol) {
+                       int *ttl, int *next_protocol, int *header_length) {
+    *header_length = 0;
     memset(source, 0, 16);
     memset(destination, 0, 16);
     *ttl = -1;
@@ -288,8 +289,8 @@ int lvs_raw_ip_receive(int fd, int family, uint8_t *buffer, int length, uint8_t 
         *next_protocol = buffer[9];
         memcpy(source, buffer + 12, 4);
         memcpy(destination, buffer + 16, 4);
-        memmove(buffer, buffer + header, (size_t)(total - header));
-        return total - header;
+        *header_length = header;
+        return total;
     }
     struct sockaddr_in6 from;
     char control[256];

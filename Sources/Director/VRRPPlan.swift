@@ -68,12 +68,10 @@ struct VRRPPlan: Sendable {
                 interval = min(4095, max(1, interval / 10_000_000)) * 10_000_000
             }
             var authentication = VRRPAdvertisement.Authentication.none
-            if version == 2, let type = vi.authenticationType {
-                if type == "PASS" {
-                    authentication = .password(Array((vi.authenticationPassword ?? "").utf8.prefix(8)))
-                } else {
-                    messages.append("(\(vi.name)) auth_type AH is not supported by this build: the instance runs without authentication")
-                }
+            if version == 2, !v6, let type = vi.authenticationType {
+                authentication = type == "PASS" ? .password(Array((vi.authenticationPassword ?? "").utf8.prefix(8))) : .ah
+            } else if vi.authenticationType != nil {
+                messages.append("(\(vi.name)) authentication is VRRPv2 over IPv4 only - ignoring")
             }
             var addresses: [VRRPInstance.Address] = []
             for (list, excluded) in [(vi.virtualAddresses, false), (vi.excludedAddresses, true)] {
@@ -146,7 +144,9 @@ struct VRRPPlan: Sendable {
                 }
             }
             if !vi.virtualRules.isEmpty { messages.append("(\(vi.name)) virtual_rules are not applied by this build") }
-            setups.append(VRRPHost.InstanceSetup(settings: settings, resolveSource: source == nil, routes: routes))
+            var withKey = settings
+            withKey.authenticationKey = VRRPAuthenticationHeader.key(Array((vi.authenticationPassword ?? "").utf8))
+            setups.append(VRRPHost.InstanceSetup(settings: withKey, resolveSource: source == nil, routes: routes))
             instanceNotify[vi.name] = Self.notify(vi.notify, kind: "notify", policy: &policy)
         }
         let known = Set(setups.map(\.settings.name))

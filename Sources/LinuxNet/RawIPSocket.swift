@@ -25,6 +25,8 @@ public final class RawIPSocket {
         public var ttl: Int
         /// IPv4: the header's protocol (51 for AH); IPv6: the socket's.
         public var nextProtocol: Int
+        /// IPv4: the IP header as received (empty for IPv6).
+        public var header: [UInt8]
         public var payload: [UInt8]
     }
 
@@ -55,16 +57,18 @@ public final class RawIPSocket {
         var destination = [UInt8](repeating: 0, count: 16)
         var ttl: Int32 = -1
         var next: Int32 = -1
+        var headerLength: Int32 = 0
         while true {
             let n = buffer.withUnsafeMutableBufferPointer { b in
-                lvs_raw_ip_receive(fd, isV6 ? AF_INET6 : AF_INET, b.baseAddress, Int32(b.count), &source, &destination, &ttl, &next)
+                lvs_raw_ip_receive(fd, isV6 ? AF_INET6 : AF_INET, b.baseAddress, Int32(b.count), &source, &destination, &ttl, &next, &headerLength)
             }
             if n == -EAGAIN || n == -EWOULDBLOCK { return nil }
             if n == -EBADMSG || n == -EINTR { continue }
             guard n >= 0 else { throw Failure(description: "receive: \(String(cString: strerror(-n)))") }
             let size = isV6 ? 16 : 4
             guard let s = IPAddress(networkBytes: source[..<size]), let d = IPAddress(networkBytes: destination[..<size]) else { continue }
-            return Datagram(source: s, destination: d, ttl: Int(ttl), nextProtocol: Int(next), payload: Array(buffer[..<Int(n)]))
+            let h = Int(headerLength)
+            return Datagram(source: s, destination: d, ttl: Int(ttl), nextProtocol: Int(next), header: Array(buffer[..<h]), payload: Array(buffer[h..<Int(n)]))
         }
     }
 

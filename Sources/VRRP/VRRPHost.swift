@@ -99,7 +99,22 @@ public final class VRRPHost: @unchecked Sendable {
     private let netlink: RouteNetlink
     private let monitor: LinkMonitor?
     private let frames: PacketSocket?
-    private struct SocketKey: Hashable { var interface: String; var v6: Bool }
+    /// One socket per interface, family and protocol (112, or 51 for AH-authenticated adverts).
+    private struct SocketKey: Hashable {
+        var interface: String
+        var v6: Bool
+        var ah: Bool
+
+        init(_ s: VRRPInstance.Settings) {
+            interface = s.interface
+            v6 = s.isV6
+            ah = VRRPHost.usesAH(s)
+        }
+
+        var protocolNumber: Int32 { ah ? 51 : 112 }
+    }
+
+    static func usesAH(_ s: VRRPInstance.Settings) -> Bool { !s.isV6 && s.version == 2 && s.authentication == .ah }
     private var sockets: [SocketKey: RawIPSocket] = [:]
     /// use_vmac: each such instance's macvlan and the socket its adverts leave by.
     private var vmacs: [Int: (name: String, socket: RawIPSocket?)] = [:]
@@ -287,7 +302,7 @@ public final class VRRPHost: @unchecked Sendable {
                                              (name, "arp_ignore", "1")] {
                     Self.writeSysctl("/proc/sys/net/ipv4/conf/\(device)/\(key)", value)
                 }
-                let socket = try RawIPSocket(v6: s.isV6, protocolNumber: 112, interfaceName: name, interfaceIndex: index)
+                let socket = try RawIPSocket(v6: s.isV6, protocolNumber: SocketKey(s).protocolNumber, interfaceName: name, interfaceIndex: index)
                 socket.sendOnly()
                 if s.unicastPeers.isEmpty { for d in s.destinations { try socket.join(d) } }
                 vmacs[i] = (name, socket)
@@ -311,10 +326,13 @@ public final class VRRPHost: @unchecked Sendable {
         for _ in 0..<256 {
             guard let d = try? socket.receive(into: &buffer) else { return }
             if ownAddresses.contains(d.source) { continue }
-            let packet = VRRPInstance.Received(source: d.source, destination: d.destination, ttl: UInt8(clamping: max(0, d.ttl)), bytes: d.payload)
+            var packet = VRRPInstance.Received(source: d.source, destination: d.destination, ttl: UInt8(clamping: max(0, d.ttl)), bytes: d.payload)
             if d.nextProtocol == 51 {
-                execute([.log(.debug, "AH-authenticated advert from \(d.source) on \(key.interface) is not supported; dropped")])
-                continue
+                // AH: the header before the message, and the IP header its digest covers.
+                let split = min(d.payload.count, VRRPAuthenticationHeader.length)
+                packet.authenticationHeader = Array(d.payload[..<split])
+                packet.ipHeader = d.header
+                packet.bytes = Array(d.payload[split...])
             }
             execute(router.handle(.received(interface: key.interface, packet), at: Self.now()))
         }
@@ -325,16 +343,15 @@ public final class VRRPHost: @unchecked Sendable {
     private func openSockets() {
         for instance in router.instances {
             let s = instance.settings
-            let key = SocketKey(interface: s.interface, v6: s.isV6)
+            let key = SocketKey(s)
             guard sockets[key] == nil else { continue }
             let index = lvs_interface_index(s.interface)
             guard index > 0 else { continue }
             do {
-                let socket = try RawIPSocket(v6: s.isV6, protocolNumber: 112, interfaceName: s.interface, interfaceIndex: index)
+                let socket = try RawIPSocket(v6: s.isV6, protocolNumber: key.protocolNumber, interfaceName: s.interface, interfaceIndex: index)
                 // Each group once per socket, however many instances share it.
                 var groups = Set<IPAddress>()
-                for instance in router.instances where instance.settings.interface == s.interface && instance.settings.isV6 == s.isV6
-                    && instance.settings.unicastPeers.isEmpty {
+                for instance in router.instances where SocketKey(instance.settings) == key && instance.settings.unicastPeers.isEmpty {
                     groups.formUnion(instance.settings.destinations)
                 }
                 for g in groups.sorted(by: { $0.description < $1.description }) { try socket.join(g) }
@@ -405,14 +422,18 @@ public final class VRRPHost: @unchecked Sendable {
                 for a in s.addresses { setAddress(a, of: s, delete: true) }
             }
             handler(.transition(instance: s.name, from: from, to: to, priority: instance.machine.priority))
-        case .send(let advert, let source, let destinations):
-            guard let socket = vmacs[i]?.socket ?? sockets[SocketKey(interface: s.interface, v6: s.isV6)], source != .anyV4, source != .anyV6 else { return }
+        case .send(let advert, let source, let destinations, let sequence):
+            guard let socket = vmacs[i]?.socket ?? sockets[SocketKey(s)], source != IPAddress.anyV4, source != IPAddress.anyV6 else { return }
             identification = identification == .max ? 1 : identification + 1
             for d in destinations {
                 let message = advert.encode(source: source, destination: d)
                 do {
                     if s.isV6 {
                         try socket.send(payload: message, from: source, to: d)
+                    } else if Self.usesAH(s) {
+                        try socket.send(packet: VRRPAuthenticationHeader.seal(message, source: source, destination: d, identification: identification,
+                                                                              sequence: sequence, key: s.authenticationKey,
+                                                                              unicast: !s.unicastPeers.isEmpty), to: d)
                     } else {
                         try socket.send(packet: VRRPFrames.ipv4Packet(message, source: source, destination: d, identification: identification), to: d)
                     }

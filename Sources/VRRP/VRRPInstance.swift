@@ -52,6 +52,8 @@ public struct VRRPInstance: Sendable {
         public var preempt: Bool
         public var preemptDelay: Int64
         public var authentication: VRRPAdvertisement.Authentication
+        /// AH's HMAC key (auth_pass, 8 bytes).
+        public var authenticationKey: [UInt8] = []
         public var addresses: [Address]
         /// The source of adverts and the tie-break address (unicast_src_ip, mcast_src_ip, or the
         /// interface's own; link-local for IPv6).
@@ -156,19 +158,27 @@ public struct VRRPInstance: Sendable {
         /// TTL / hop limit.
         public var ttl: UInt8
         public var bytes: [UInt8]
+        /// An AH-authenticated advert (IP protocol 51): the IP header as received and the AH
+        /// header before the message.
+        public var ipHeader: [UInt8]?
+        public var authenticationHeader: [UInt8]?
 
-        public init(source: IPAddress, destination: IPAddress, ttl: UInt8, bytes: [UInt8]) {
+        public init(source: IPAddress, destination: IPAddress, ttl: UInt8, bytes: [UInt8], ipHeader: [UInt8]? = nil,
+                    authenticationHeader: [UInt8]? = nil) {
             self.source = source
             self.destination = destination
             self.ttl = ttl
             self.bytes = bytes
+            self.ipHeader = ipHeader
+            self.authenticationHeader = authenticationHeader
         }
     }
 
     /// What running the instance asks of the I/O and the director.
     public enum Effect: Sendable, Hashable {
-        /// Send this advert from `source` to each destination (a v3 checksum differs by destination).
-        case send(VRRPAdvertisement, source: IPAddress, destinations: [IPAddress])
+        /// Send this advert from `source` to each destination (a v3 checksum differs by destination);
+        /// with AH, under this sequence number.
+        case send(VRRPAdvertisement, source: IPAddress, destinations: [IPAddress], sequence: UInt32)
         /// Own the addresses (add them, their routes) and send the first announcements.
         case takeAddresses
         /// Give the addresses up.
@@ -182,6 +192,8 @@ public struct VRRPInstance: Sendable {
     public let settings: Settings
     public private(set) var machine: VRRPStateMachine
     public private(set) var statistics = Statistics()
+    /// AH: the last sequence number sent or accepted (one counter both ways, as keepalived keeps it).
+    public private(set) var ahSequence: UInt32 = 0
     /// The next announcements: the repeat after garp_master_delay, then each refresh.
     private var announcementDeadline: Int64?
     private var refreshing = false
@@ -284,6 +296,10 @@ public struct VRRPInstance: Sendable {
                 } else {
                     // A lower master: answered at once and the addresses announced again.
                     effects.append(.log(.info, "(\(name)) Received advert from \(packet.source) with lower priority \(advert.priority), ours \(mine), forcing new election"))
+                    if let ah = packet.authenticationHeader.flatMap(VRRPAuthenticationHeader.Fields.init), ah.sequence >= ahSequence {
+                        effects.append(.log(.debug, "(\(name)) IPSEC-AH : Syncing seq_num - Increment seq"))
+                        ahSequence = ah.sequence < 0xFFFF_FFFE ? ah.sequence + 1 : ah.sequence
+                    }
                     effects.append(.announce(count: settings.announcements.repeatCount))
                     if settings.announcements.delay > 0 {
                         announcementDeadline = min(announcementDeadline ?? .max, now + settings.announcements.delay)
@@ -300,11 +316,22 @@ public struct VRRPInstance: Sendable {
 
     /// keepalived's vrrp_check_packet, in its order. A failure's text is nil when it is not logged.
     mutating func check(_ packet: Received) -> Result<VRRPAdvertisement, Rejection> {
+        let wantsAH = settings.version == 2 && settings.authentication == .ah
+        if packet.authenticationHeader != nil, !wantsAH {
+            statistics.authenticationTypeMismatch += 1
+            return .failure(Rejection("Received AH header but auth type not AH"))
+        }
+        if packet.authenticationHeader == nil, wantsAH {
+            statistics.authenticationTypeMismatch += 1
+            return .failure(Rejection("No AH header but auth type is AH"))
+        }
         // Unicast adverts may cross routers: their TTL is not checked.
         if settings.unicastPeers.isEmpty, packet.ttl != 255 {
             statistics.ttlErrors += 1
             return .failure(Rejection("invalid TTL/HL. Received \(packet.ttl) and expect 255"))
         }
+        // AH is checked before the message itself (keepalived's order: a changed byte is a bad digest).
+        if wantsAH, packet.bytes.first.map({ $0 >> 4 }) == 2, let why = checkAH(packet) { return .failure(why) }
         let decoded = VRRPAdvertisement.decode(packet.bytes, v6: settings.isV6, source: packet.source, destination: packet.destination)
         let advert: VRRPAdvertisement
         switch decoded {
@@ -335,7 +362,8 @@ public struct VRRPInstance: Sendable {
         }
         if settings.version == 2 {
             switch (advert.authentication, settings.authentication) {
-            case (.none, .none), (.ah, .ah): break
+            case (.none, .none): break
+            case (.ah, .ah): break
             case (.password(let got), .password(let want)):
                 if got != Array(want.prefix(8)) {
                     statistics.authenticationFailures += 1
@@ -373,6 +401,39 @@ public struct VRRPInstance: Sendable {
         return .success(advert)
     }
 
+    /// The AH header's checks in keepalived's order: next header (silently), digest, SPI, then a
+    /// sequence number above the last one (which it becomes).
+    private mutating func checkAH(_ packet: Received) -> Rejection? {
+        guard let raw = packet.authenticationHeader, let ip = packet.ipHeader, let ah = VRRPAuthenticationHeader.Fields(raw) else {
+            statistics.packetLengthErrors += 1
+            return Rejection("vrrp packet too short, length \(packet.bytes.count)")
+        }
+        guard ah.nextHeader == 112 else {
+            statistics.invalidType += 1
+            return Rejection(nil)
+        }
+        let expected = VRRPAuthenticationHeader.digest(ipHeader: ip, ah: raw, message: packet.bytes, key: settings.authenticationKey,
+                                                       unicast: !settings.unicastPeers.isEmpty)
+        // Compared in full whatever differs first (no early exit to time).
+        var difference: UInt8 = expected.count == ah.icv.count ? 0 : 1
+        for (a, b) in zip(expected, ah.icv) { difference |= a ^ b }
+        guard difference == 0 else {
+            statistics.authenticationFailures += 1
+            return Rejection("IPSEC-AH : invalid IPSEC HMAC-MD5 value. Due to fields mutation or bad password !")
+        }
+        guard ah.spi == packet.source.networkBytes else {
+            statistics.authenticationFailures += 1
+            let value = { (b: [UInt8]) in b.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } }
+            return Rejection("IPSEC AH : invalid IPSEC SPI value. \(value(ah.spi)) and expect \(value(packet.source.networkBytes))")
+        }
+        guard ah.sequence > ahSequence else {
+            statistics.authenticationFailures += 1
+            return Rejection("IPSEC-AH : sequence number \(ah.sequence) already processed. Packet dropped. Local(\(ahSequence))")
+        }
+        ahSequence = ah.sequence
+        return nil
+    }
+
     struct Rejection: Error {
         var message: String?
         init(_ message: String?) { self.message = message }
@@ -402,7 +463,10 @@ public struct VRRPInstance: Sendable {
             case .advertise(let priority):
                 statistics.advertisementsSent += 1
                 if priority == 0 { statistics.priorityZeroSent += 1 }
-                effects.append(.send(advertisement(priority: priority), source: settings.sourceAddress, destinations: settings.destinations))
+                // keepalived stops counting just short of the end.
+                if ahSequence < 0xFFFF_FFFE { ahSequence += 1 }
+                effects.append(.send(advertisement(priority: priority), source: settings.sourceAddress, destinations: settings.destinations,
+                                     sequence: ahSequence))
             case .transition(let from, let to):
                 if to == .master {
                     statistics.becameMaster += 1

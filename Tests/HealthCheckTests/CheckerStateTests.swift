@@ -1,3 +1,4 @@
+import LVSCore
 import Testing
 @testable import HealthCheck
 
@@ -102,6 +103,11 @@ import Testing
         #expect(MD5.hex(Array("".utf8)) == "d41d8cd98f00b204e9800998ecf8427e")
         #expect(MD5.hex(Array("a".utf8)) == "0cc175b9c0f1b6a831c399e269772661")
         #expect(MD5.hex(Array("abc".utf8)) == "900150983cd24fb0d6963f7d28e17f72")
+        // RFC 2104's test vectors.
+        #expect(MD5.hmac(key: [UInt8](repeating: 0x0B, count: 16), message: Array("Hi There".utf8)).map { String(format2: $0) }.joined()
+                    == "9294727a3638bb1c13f48ef8158bfc9d")
+        #expect(MD5.hmac(key: Array("Jefe".utf8), message: Array("what do ya want for nothing?".utf8)).map { String(format2: $0) }.joined()
+                    == "750c783e6ab0b503eaa86e310a5db738")
         #expect(MD5.hex(Array("message digest".utf8)) == "f96b697d7cb7938d525a2f31aaf161d0")
         #expect(MD5.hex(Array("12345678901234567890123456789012345678901234567890123456789012345678901234567890".utf8)) == "57edf4a22be3c955ac49da2e2107b67a")
     }
@@ -110,5 +116,12 @@ import Testing
         let answer = HTTPAnswerCollector.parse(Array("HTTP/1.1 503 Service Unavailable\r\nA: b\r\n\r\nbody".utf8))
         #expect(answer.status == 503 && answer.body == Array("body".utf8))
         #expect(HTTPAnswerCollector.parse(Array("garbage".utf8)).status == nil)
+    }
+}
+
+extension String {
+    init(format2 byte: UInt8) {
+        let digits = Array("0123456789abcdef")
+        self = String([digits[Int(byte >> 4)], digits[Int(byte & 15)]])
     }
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# lvsd and Debian's keepalived 2.2.7 as VRRP peers on one LAN (issue 7), for VRRPv2 with PASS
-# authentication and VRRPv3 with advert_int 0.1: lvsd master + keepalived backup, then keepalived
+# lvsd and Debian's keepalived 2.2.7 as VRRP peers on one LAN (issue 7), for VRRPv2 with PASS and
+# with IPsec AH authentication, and VRRPv3 with advert_int 0.1: lvsd master + keepalived backup, then keepalived
 # master + lvsd backup. Each side takes the other's adverts as valid (keepalived logs no complaint,
 # lvsd drops none), the higher priority is master, the backup takes over when the master's host
 # fails, and the higher priority preempts when it returns. The failover time of each backup (from
@@ -22,11 +22,11 @@ wait_ka() {
 }
 dropped() { LVSD_SOCKET="$work/$1.sock" "$bin/lvsd" status --json | python3 -c 'import json,sys; v=json.load(sys.stdin)["vrrp"][0]; print(v["dropped"], v["statistics"]["advertisementsReceived"])'; }
 
-round() { # VERSION ADVERT AUTH
-    local version=$1 advert=$2 auth=${3:-} label="v$1 advert_int $2${3:+ PASS}"
+round() { # VERSION ADVERT [PASSWORD [PASS|AH]]
+    local version=$1 advert=$2 auth=${3:-} authtype=${4:-PASS} label="v$1 advert_int $2${3:+ ${4:-PASS}}"
     rm -f "$work"/*.sock "$work"/ka*.log
-    write_conf "$work/hi.conf" 150 "$version" "$advert" $auth
-    write_conf "$work/lo.conf" 100 "$version" "$advert" $auth
+    write_conf "$work/hi.conf" 150 "$version" "$advert" "$auth" "$authtype"
+    write_conf "$work/lo.conf" 100 "$version" "$advert" "$auth" "$authtype"
 
     # lvsd master (d1, 150), keepalived backup (d2, 100).
     start_director lv "$d1" "$work/hi.conf"
@@ -87,5 +87,6 @@ round() { # VERSION ADVERT AUTH
 }
 
 round 2 1 secret
+round 2 1 secret AH
 round 3 0.1
 echo "PASS: vrrp-keepalived"

@@ -14,10 +14,10 @@ vrrp_topology() {
     for _ in $(seq 50); do ip netns exec "$lan_ns" bash -c 'for p in /sys/class/net/p*/brport/state; do [[ $(cat $p) == 3 ]] || exit 1; done' && break; sleep 0.1; done
     http_server "$rs" 10.0.0.20 80 "served"
 }
-# write_conf FILE PRIORITY VERSION ADVERT_INT [AUTH]: one instance VI_1 (VRID 51) owning the VIP, a
+# write_conf FILE PRIORITY VERSION ADVERT_INT [PASSWORD [PASS|AH]]: one instance VI_1 (VRID 51) owning the VIP, a
 # virtual server on it to the real server, and a slow notify script logging its arguments.
 write_conf() {
-    local file=$1 prio=$2 version=$3 advert=$4 auth=${5:-}
+    local file=$1 prio=$2 version=$3 advert=$4 auth=${5:-} authtype=${6:-PASS}
     {
         echo "global_defs {"
         echo "    vrrp_garp_master_delay 1"
@@ -29,7 +29,7 @@ write_conf() {
         echo "    priority $prio"
         echo "    version $version"
         echo "    advert_int $advert"
-        [[ -n $auth ]] && printf '    authentication {\n        auth_type PASS\n        auth_pass %s\n    }\n' "$auth"
+        [[ -n $auth ]] && printf '    authentication {\n        auth_type %s\n        auth_pass %s\n    }\n' "$authtype" "$auth"
         echo "    virtual_ipaddress {"
         echo "        $VIP/24"
         echo "    }"
@@ -92,7 +92,7 @@ get() { ip netns exec "$client" curl -s -m 1 "http://$VIP/"; }
 # capture NS FILE SECONDS: VRRP packets seen in NS, with epoch timestamps, for SECONDS before
 # returning (long enough to see the master's adverts); PID in $capture_pid.
 capture() {
-    ip netns exec "$1" tcpdump -i eth0 -nn -tt -l 'ip proto 112' >"$2" 2>/dev/null &
+    ip netns exec "$1" tcpdump -i eth0 -nn -tt -l 'ip proto 112 or ip proto 51' >"$2" 2>/dev/null &
     capture_pid=$!; pids+=($capture_pid)
     sleep "$3"
 }
@@ -108,5 +108,5 @@ crash() { ip -n "$1" link set eth0 down; kill -9 "$2" 2>/dev/null || true; wait 
 revive() { ip -n "$1" link set eth0 up; ip -n "$1" addr flush dev eth0; ip -n "$1" addr add "10.0.0.${1:1:1}/24" dev eth0; }
 # keepalived_clean LOG: keepalived found nothing wrong with what it received.
 keepalived_clean() {
-    if grep -Ei 'invalid|mismatch|wrong|error|bad |not present|unexpected|discarding .*icast' "$1"; then fail "keepalived complained (above)"; fi
+    if grep -Ei 'invalid|mismatch|wrong|error|bad |not present|unexpected|already processed|discarding .*icast' "$1"; then fail "keepalived complained (above)"; fi
 }

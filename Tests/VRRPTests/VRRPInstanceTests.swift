@@ -95,7 +95,7 @@ import Testing
         let effects = i.receive(Self.packet(Self.advert(priority: 100)), at: Self.s)
         #expect(Self.logs(effects) == ["(VI_1) Received advert from 10.0.0.3 with lower priority 100, ours 255, forcing new election"])
         #expect(effects.contains(.announce(count: 5)) && i.state == .master)
-        #expect(effects.contains { if case .send(let a, _, _) = $0 { return a.priority == 255 }; return false })
+        #expect(effects.contains { if case .send(let a, _, _, _) = $0 { return a.priority == 255 }; return false })
     }
 
     @Test func twoAddressOwnersAreAConfigurationError() {
@@ -130,7 +130,7 @@ import Testing
         var i = VRRPInstance(Self.settings(priority: 255))
         let effects = i.start(at: 0)
         #expect(effects.contains(.takeAddresses) && effects.contains(.announce(count: 5)))
-        guard case .send(let advert, let source, let destinations)? = effects.first else {
+        guard case .send(let advert, let source, let destinations, _)? = effects.first else {
             Issue.record("no advert first")
             return
         }
@@ -152,7 +152,7 @@ import Testing
         var i = VRRPInstance(Self.settings(priority: 255))
         _ = i.start(at: 0)
         let effects = i.shutdown(at: Self.s)
-        guard case .send(let advert, _, _)? = effects.first else {
+        guard case .send(let advert, _, _, _)? = effects.first else {
             Issue.record("no advert")
             return
         }
@@ -186,5 +186,89 @@ import Testing
         }
         for _ in 0..<2000 { inputs.append((0..<Int(next() % 64)).map { _ in UInt8(truncatingIfNeeded: next()) }) }
         for input in inputs { input.withUnsafeBytes { VRRPFuzzing.exercise($0) } }
+    }
+}
+
+/// VRRPv2 with IPsec AH: what keepalived sends and checks.
+@Suite struct VRRPAuthenticationHeaderTests {
+    static let s: Int64 = 1_000_000_000
+    static let key = VRRPAuthenticationHeader.key(Array("secret".utf8))
+
+    static func instance() -> VRRPInstance {
+        var settings = VRRPInstanceTests.settings(auth: .ah)
+        settings.authenticationKey = key
+        var i = VRRPInstance(settings)
+        _ = i.start(at: 0)
+        return i
+    }
+
+    /// A sealed advert from the peer as the socket hands it over.
+    static func received(sequence: UInt32, key: [UInt8] = key, spiFrom: IPAddress = VRRPInstanceTests.peer,
+                         mutate: (inout [UInt8]) -> Void = { _ in }) -> VRRPInstance.Received {
+        let message = VRRPInstanceTests.advert(auth: .ah).encode()
+        var packet = VRRPAuthenticationHeader.seal(message, source: VRRPInstanceTests.peer, destination: VRRPInstance.group4, identification: 9,
+                                                   sequence: sequence, key: key, unicast: false)
+        if spiFrom != VRRPInstanceTests.peer {
+            // Another SPI, with a digest that covers it.
+            packet.replaceSubrange(24..<28, with: spiFrom.networkBytes)
+            let icv = VRRPAuthenticationHeader.digest(ipHeader: Array(packet[..<20]), ah: Array(packet[20..<44]), message: message, key: key, unicast: false)
+            packet.replaceSubrange(32..<44, with: icv)
+        }
+        mutate(&packet)
+        return VRRPInstance.Received(source: VRRPInstanceTests.peer, destination: VRRPInstance.group4, ttl: 255, bytes: Array(packet[44...]),
+                                     ipHeader: Array(packet[..<20]), authenticationHeader: Array(packet[20..<44]))
+    }
+
+    @Test func theLayoutIsKeepalivedsAndItsDigestVerifies() {
+        let message = VRRPInstanceTests.advert(auth: .ah).encode()
+        let p = VRRPAuthenticationHeader.seal(message, source: VRRPInstanceTests.me, destination: VRRPInstance.group4, identification: 3,
+                                              sequence: 7, key: Self.key, unicast: false)
+        #expect(p.count == 20 + 24 + message.count && p[9] == 51 && p[8] == 255 && p[1] == 0xC0 && p[6] & 0x40 == 0)
+        #expect(Array(p[20..<24]) == [112, 4, 0, 0] && Array(p[24..<28]) == VRRPInstanceTests.me.networkBytes && Array(p[28..<32]) == [0, 0, 0, 7])
+        #expect(message[4] == 2 && message.suffix(8).allSatisfy { $0 == 0 }, "auth type 2, the 8 bytes zero")
+        let icv = VRRPAuthenticationHeader.digest(ipHeader: Array(p[..<20]), ah: Array(p[20..<44]), message: message, key: Self.key, unicast: false)
+        #expect(icv == Array(p[32..<44]) && icv.count == 12)
+    }
+
+    @Test func aGoodAdvertIsTakenAndItsSequenceRemembered() {
+        var i = Self.instance()
+        #expect(VRRPInstanceTests.logs(i.receive(Self.received(sequence: 5), at: Self.s)) == [])
+        #expect(i.statistics.advertisementsReceived == 1 && i.ahSequence == 5)
+    }
+
+    @Test func forgedReplayedOrMisattributedAdvertsAreDropped() {
+        let cases: [(VRRPInstance.Received, String)] = [
+            (Self.received(sequence: 5, key: VRRPAuthenticationHeader.key(Array("wrong".utf8))),
+             "(VI_1) IPSEC-AH : invalid IPSEC HMAC-MD5 value. Due to fields mutation or bad password !"),
+            (Self.received(sequence: 5) { $0[50] ^= 1 }, "(VI_1) IPSEC-AH : invalid IPSEC HMAC-MD5 value. Due to fields mutation or bad password !"),
+            (Self.received(sequence: 5, spiFrom: IPAddress("10.0.0.9")!), "(VI_1) IPSEC AH : invalid IPSEC SPI value. 167772169 and expect 167772163"),
+            (Self.received(sequence: 2), "(VI_1) IPSEC-AH : sequence number 2 already processed. Packet dropped. Local(3)"),
+        ]
+        for (packet, message) in cases {
+            var i = Self.instance()
+            _ = i.receive(Self.received(sequence: 3), at: Self.s)
+            let effects = i.receive(packet, at: 2 * Self.s)
+            #expect(VRRPInstanceTests.logs(effects) == [message])
+            #expect(i.statistics.authenticationFailures == 1 && i.statistics.advertisementsReceived == 1, "\(message)")
+        }
+    }
+
+    @Test func aMissingOrUnexpectedAHHeaderIsATypeMismatch() {
+        var i = Self.instance()
+        _ = i.receive(VRRPInstanceTests.packet(VRRPInstanceTests.advert(auth: .ah)), at: Self.s)
+        var plain = VRRPInstance(VRRPInstanceTests.settings())
+        _ = plain.start(at: 0)
+        #expect(VRRPInstanceTests.logs(plain.receive(Self.received(sequence: 1), at: Self.s)) == ["(VI_1) Received AH header but auth type not AH"])
+        #expect(i.statistics.authenticationTypeMismatch == 1 && plain.statistics.authenticationTypeMismatch == 1)
+    }
+
+    @Test func theMasterCountsOnFromWhatItSent() {
+        var settings = VRRPInstanceTests.settings(priority: 255, auth: .ah)
+        settings.authenticationKey = Self.key
+        var i = VRRPInstance(settings)
+        let first = i.start(at: 0)
+        #expect(first.contains { if case .send(_, _, _, 1) = $0 { return true }; return false })
+        let next = i.tick(at: Self.s)
+        #expect(next.contains { if case .send(_, _, _, 2) = $0 { return true }; return false })
     }
 }

@@ -32,7 +32,7 @@ import Testing
     }
 
     static func advertised(_ effects: [VRRPRouter.Effect]) -> [UInt8] {
-        effects.compactMap { if case .instance(_, .send(let a, _, _)) = $0 { return a.priority }; return nil }
+        effects.compactMap { if case .instance(_, .send(let a, _, _, _)) = $0 { return a.priority }; return nil }
     }
 
     @Test func scriptWeightsMoveThePriorityBothWays() {

@@ -152,13 +152,13 @@ int lvs_raw_ip_socket(int family, int protocol, const char *ifname);
 /// and sends multicast out of it; 0 or errno.
 int lvs_multicast_membership(int fd, int family, const uint8_t *group, int ifindex, int join);
 
-/// Receives one datagram from a raw socket. IPv4: the IP header is read for the source,
-/// destination and TTL and the payload after it is copied to `buffer` (`*next_protocol` is the
-/// header's protocol); IPv6: the hop limit and destination come from ancillary data. Addresses
-/// are 16 bytes (IPv4 in the first 4). The payload's length, or -errno (-EAGAIN: none waiting,
-/// -EBADMSG: a malformed IPv4 header).
+/// Receives one datagram from a raw socket into `buffer`. IPv4: the packet with its header
+/// (`*header_length` bytes), read for the source, destination, TTL and protocol; IPv6: the
+/// payload only, the hop limit and destination from ancillary data. Addresses are 16 bytes (IPv4
+/// in the first 4). The length received, or -errno (-EAGAIN: none waiting, -EBADMSG: a
+/// malformed IPv4 header).
 int lvs_raw_ip_receive(int fd, int family, uint8_t *buffer, int length, uint8_t *source, uint8_t *destination,
-                       int *ttl, int *next_protocol);
+                       int *ttl, int *next_protocol, int *header_length);
 
 /// Sends a whole IPv4 packet (header included) to `destination` (4 bytes); `dont_route` for
 /// multicast (MSG_DONTROUTE). 0 or errno.

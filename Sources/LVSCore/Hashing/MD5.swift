@@ -1,5 +1,5 @@
-/// MD5 (RFC 1321), for HTTP_GET's `digest` and genhash: the checker compares the hex digest of a
-/// page's body with the configured one.
+/// MD5 (RFC 1321), for HTTP_GET's `digest` and genhash (the checker compares the hex digest of a
+/// page's body with the configured one), and HMAC-MD5 for VRRP's IPsec AH authentication.
 public struct MD5: Sendable {
     private var state: (UInt32, UInt32, UInt32, UInt32) = (0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476)
     private var buffer: [UInt8] = []
@@ -13,10 +13,25 @@ public struct MD5: Sendable {
                                            5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20,
                                            4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
                                            6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21]
-    // The integer parts of |sin(i + 1)| * 2^32 (RFC 1321 §3.4).
-    private static let constants: [UInt32] = (0..<64).map { i in
-        UInt32(truncatingIfNeeded: Int64((abs(sin(Double(i + 1))) * 4_294_967_296).rounded(.down)))
-    }
+    // The integer parts of |sin(i + 1)| x 2^32 (RFC 1321 §3.4).
+    private static let constants: [UInt32] = [
+        0xD76A_A478, 0xE8C7_B756, 0x2420_70DB, 0xC1BD_CEEE,
+        0xF57C_0FAF, 0x4787_C62A, 0xA830_4613, 0xFD46_9501,
+        0x6980_98D8, 0x8B44_F7AF, 0xFFFF_5BB1, 0x895C_D7BE,
+        0x6B90_1122, 0xFD98_7193, 0xA679_438E, 0x49B4_0821,
+        0xF61E_2562, 0xC040_B340, 0x265E_5A51, 0xE9B6_C7AA,
+        0xD62F_105D, 0x0244_1453, 0xD8A1_E681, 0xE7D3_FBC8,
+        0x21E1_CDE6, 0xC337_07D6, 0xF4D5_0D87, 0x455A_14ED,
+        0xA9E3_E905, 0xFCEF_A3F8, 0x676F_02D9, 0x8D2A_4C8A,
+        0xFFFA_3942, 0x8771_F681, 0x6D9D_6122, 0xFDE5_380C,
+        0xA4BE_EA44, 0x4BDE_CFA9, 0xF6BB_4B60, 0xBEBF_BC70,
+        0x289B_7EC6, 0xEAA1_27FA, 0xD4EF_3085, 0x0488_1D05,
+        0xD9D4_D039, 0xE6DB_99E5, 0x1FA2_7CF8, 0xC4AC_5665,
+        0xF429_2244, 0x432A_FF97, 0xAB94_23A7, 0xFC93_A039,
+        0x655B_59C3, 0x8F0C_CC92, 0xFFEF_F47D, 0x8584_5DD1,
+        0x6FA8_7E4F, 0xFE2C_E6E0, 0xA301_4314, 0x4E08_11A1,
+        0xF753_7E82, 0xBD3A_F235, 0x2AD7_D2BB, 0xEB86_D391
+    ]
 
     public mutating func update(_ bytes: some Sequence<UInt8>) {
         for b in bytes {
@@ -41,6 +56,25 @@ public struct MD5: Sendable {
             for i in 0..<4 { out.append(UInt8(truncatingIfNeeded: word >> (8 * UInt32(i)))) }
         }
         return out
+    }
+
+    public static func digest(_ bytes: some Sequence<UInt8>) -> [UInt8] {
+        var md5 = MD5()
+        md5.update(bytes)
+        return md5.finish()
+    }
+
+    /// HMAC-MD5 (RFC 2104): the key zero-padded to 64 bytes (hashed first when longer).
+    public static func hmac(key: [UInt8], message: some Sequence<UInt8>) -> [UInt8] {
+        var k = key.count > 64 ? digest(key) : key
+        k += [UInt8](repeating: 0, count: 64 - k.count)
+        var inner = MD5()
+        inner.update(k.map { $0 ^ 0x36 })
+        inner.update(message)
+        var outer = MD5()
+        outer.update(k.map { $0 ^ 0x5C })
+        outer.update(inner.finish())
+        return outer.finish()
     }
 
     public static func hex(_ bytes: some Sequence<UInt8>) -> String {
@@ -75,6 +109,3 @@ public struct MD5: Sendable {
     }
 }
 
-#if canImport(Glibc)
-import Glibc
-#endif
