@@ -258,6 +258,7 @@ int lvs_multicast_membership(int fd, int family, const uint8_t *group, int ifind
         memset(&m, 0, sizeof m);
         memcpy(&m.imr_multiaddr, group, 4);
         m.imr_ifindex = ifindex;
+        if (join == 2) return setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m) == 0 ? 0 : errno;
         if (setsockopt(fd, IPPROTO_IP, join ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP, &m, sizeof m) != 0) return errno;
         if (join && setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m) != 0) return errno;
         return 0;
@@ -266,6 +267,7 @@ int lvs_multicast_membership(int fd, int family, const uint8_t *group, int ifind
     memset(&m, 0, sizeof m);
     memcpy(&m.ipv6mr_multiaddr, group, 16);
     m.ipv6mr_interface = (unsigned)ifindex;
+    if (join == 2) return setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof ifindex) == 0 ? 0 : errno;
     if (setsockopt(fd, IPPROTO_IPV6, join ? IPV6_ADD_MEMBERSHIP : IPV6_DROP_MEMBERSHIP, &m, sizeof m) != 0) return errno;
     if (join && setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof ifindex) != 0) return errno;
     return 0;

@@ -51,6 +51,12 @@ public final class RawIPSocket {
         if code != 0 { throw Failure(description: "joining \(group): \(String(cString: strerror(code)))") }
     }
 
+    /// Sends multicast out of the socket's interface without joining anything.
+    public func sendMulticast(via group: IPAddress) throws {
+        let code = group.networkBytes.withUnsafeBufferPointer { lvs_multicast_membership(fd, isV6 ? AF_INET6 : AF_INET, $0.baseAddress, interface, 2) }
+        if code != 0 { throw Failure(description: "multicast interface: \(String(cString: strerror(code)))") }
+    }
+
     /// The next waiting packet; nil when none is. Malformed IPv4 headers are skipped.
     public func receive(into buffer: inout [UInt8]) throws -> Datagram? {
         var source = [UInt8](repeating: 0, count: 16)

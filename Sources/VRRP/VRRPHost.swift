@@ -304,7 +304,9 @@ public final class VRRPHost: @unchecked Sendable {
                 }
                 let socket = try RawIPSocket(v6: s.isV6, protocolNumber: SocketKey(s).protocolNumber, interfaceName: name, interfaceIndex: index)
                 socket.sendOnly()
-                if s.unicastPeers.isEmpty { for d in s.destinations { try socket.join(d) } }
+                // Sending only, and joining nothing: a backup's macvlan must never speak, or the
+                // switches would learn the virtual MAC at the backup's port.
+                if s.unicastPeers.isEmpty, let d = s.destinations.first { try socket.sendMulticast(via: d) }
                 vmacs[i] = (name, socket)
                 handler(.log(.info, "(\(s.name)) \(name) added on \(s.interface) with \(VRRPFrames.virtualMAC(vrid: s.virtualRouterID, v6: s.isV6).map { String($0, radix: 16) }.joined(separator: ":"))"))
             } catch {

@@ -188,10 +188,31 @@ ip -n "$client" -6 neigh show 2001:db8::100 | grep -q "lladdr $(mac_of "$d2")" |
 ip -n "$d2" -6 addr show dev eth0 | grep -q '2001:db8::100/64 scope global nodad' || fail "the v6 VIP is not on d2"
 echo "v3 over IPv6: d2 took the VIP over and its neighbour advertisement moved the client"
 
-# use_vmac: the VIP on a macvlan with the virtual router MAC 00:00:5e:00:01:33 (VRID 51), which the
-# client keeps across the failover; the macvlan goes when lvsd stops.
+# Unicast: the adverts go from unicast_src_ip to each unicast_peer, not to the group.
 kill -TERM "$d2_pid"; wait "$d2_pid" 2>/dev/null || true
 ip -n "$d1" link set eth0 up
+rm -f "$work"/d?.sock
+write_conf "$work/d1.conf" 150 2 1
+write_conf "$work/d2.conf" 100 2 1
+sed -i 's/^    interface eth0$/    interface eth0\n    unicast_src_ip 10.0.0.1\n    unicast_peer {\n        10.0.0.2\n    }/' "$work/d1.conf"
+sed -i 's/^    interface eth0$/    interface eth0\n    unicast_src_ip 10.0.0.2\n    unicast_peer {\n        10.0.0.1\n    }/' "$work/d2.conf"
+start_director d1 "$d1" "$work/d1.conf"
+start_director d2 "$d2" "$work/d2.conf"
+wait_state d1 MASTER 6
+wait_state d2 BACKUP
+capture "$client" "$work/cap-unicast" 1.2
+kill "$capture_pid"; wait "$capture_pid" 2>/dev/null || true
+grep -q '224.0.0.18' "$work/cap-unicast" && fail "unicast instances sent to the multicast group"
+t0=$(date +%s%N)
+kill -TERM "$d1_pid"
+ms=$(takeover_ms "$d2" "$t0")
+wait "$d1_pid" 2>/dev/null || true
+[[ $ms != timeout ]] && ((ms < 1500)) || fail "unicast takeover after ${ms} ms"
+echo "unicast: d1 master advertising to its peer only; stopped, d2 took over in ${ms} ms"
+kill -TERM "$d2_pid"; wait "$d2_pid" 2>/dev/null || true
+
+# use_vmac: the VIP on a macvlan with the virtual router MAC 00:00:5e:00:01:33 (VRID 51), which the
+# client keeps across the failover; the macvlan goes when lvsd stops.
 rm -f "$work"/d?.sock
 write_conf "$work/d1.conf" 150 3 0.2
 write_conf "$work/d2.conf" 100 3 0.2
@@ -203,7 +224,7 @@ wait_state d2 BACKUP
 ip -n "$d1" -o addr show dev vrrp.51 | grep -q " $VIP/24" || fail "the VIP is not on d1's vrrp.51"
 ip -n "$d1" link show vrrp.51 | grep -q 'link/ether 00:00:5e:00:01:33' || fail "vrrp.51 lacks the virtual MAC"
 ip -n "$client" neigh flush all
-[[ $(get) == served ]] || fail "no answer through the virtual MAC"
+[[ $(get) == served ]] || fail "no answer through the virtual MAC: $(ip -n "$client" neigh show; ip -n "$d1" -o addr show; ip netns exec "$d1" ss -ltn)"
 ip -n "$client" neigh show $VIP | grep -q 'lladdr 00:00:5e:00:01:33' || fail "the client does not see the virtual MAC: $(ip -n "$client" neigh show)"
 ip -n "$d1" link set eth0 down; kill -9 "$d1_pid"; wait "$d1_pid" 2>/dev/null || true
 wait_state d2 MASTER 4

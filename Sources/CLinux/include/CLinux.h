@@ -148,8 +148,9 @@ int lvs_interface_index(const char *name);
 /// non-blocking, multicast not looped back. The descriptor, or -errno.
 int lvs_raw_ip_socket(int family, int protocol, const char *ifname);
 
-/// Joins (`join` 1) or leaves multicast `group` (4 or 16 bytes by family) on interface `ifindex`,
-/// and sends multicast out of it; 0 or errno.
+/// Joins (`join` 1) or leaves (0) multicast `group` (4 or 16 bytes by family) on interface
+/// `ifindex`, and sends multicast out of it; `join` 2 only sends multicast out of it (no
+/// membership, so no IGMP/MLD report). 0 or errno.
 int lvs_multicast_membership(int fd, int family, const uint8_t *group, int ifindex, int join);
 
 /// Receives one datagram from a raw socket into `buffer`. IPv4: the packet with its header
