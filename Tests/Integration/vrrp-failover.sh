@@ -91,8 +91,7 @@ seen=$(outage "$work/stream1" "$t0s")
 echo "v2 advert_int 1: the backup owned the VIP ${ms} ms after the master's crash; clients answered again after ${seen} s"
 
 # The failed director comes back: it preempts (priority 150), d2 steps down.
-ip -n "$d1" link set eth0 up
-ip -n "$d1" addr flush dev eth0; ip -n "$d1" addr add 10.0.0.1/24 dev eth0
+revive "$d1"
 rm -f "$work/d1.sock"
 start_director d1 "$d1" "$work/d1.conf"
 wait_state d1 MASTER 8
@@ -142,8 +141,7 @@ seen=$(outage "$work/stream2" "$t0s")
 echo "v3 advert_int 0.1: the backup owned the VIP ${ms} ms after the master's crash; clients answered again after ${seen} s"
 
 # The master's own interface fails: FAULT, the backup takes over; back up, it preempts again.
-ip -n "$d1" link set eth0 up
-ip -n "$d1" addr flush dev eth0; ip -n "$d1" addr add 10.0.0.1/24 dev eth0
+revive "$d1"
 rm -f "$work/d1.sock"
 start_director d1 "$d1" "$work/d1.conf"
 wait_state d1 MASTER 4

@@ -3,7 +3,7 @@
 # a vrrp_sync_group moves its two instances together (the back link of the master fails: both
 # its instances go to FAULT and the other director takes both VIPs; the link returns: both come
 # back and preempt), and an ha_suspend virtual server is in the table only where its VIP's master
-# is; a vrrp_script with a negative weight lowers the master's priority below its
+# is, and so is a virtual_routes entry; a vrrp_script with a negative weight lowers the master's priority below its
 # peer's when it fails, and the peer preempts; a track_file with weight 0 faults the instance.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -54,6 +54,9 @@ vrrp_instance FRONT {
     version 3
     virtual_ipaddress {
         $VIP/24
+    }
+    virtual_routes {
+        10.9.0.0/16 via 10.0.0.20
     }
     notify $work/notify.sh
 }
@@ -109,7 +112,9 @@ for i in FRONT BACK SOLO; do expect d1 $i MASTER; expect d2 $i BACKUP; done
 grep -q '^GROUP G MASTER 0$' "$work/notify.log" || fail "no group MASTER notify: $(cat "$work/notify.log")"
 services() { LVSD_SOCKET="$work/$1.sock" "$bin/ipvsadm" -Ln | grep -c '^TCP' || true; }
 [[ $(services d1) == 1 && $(services d2) == 0 ]] || fail "ha_suspend: d1 serves $(services d1), the backup d2 $(services d2)"
-echo "start: d1 master of FRONT, BACK (sync group G) and SOLO; with ha_suspend only d1 has the virtual server"
+route() { ip -n "$1" route show 10.9.0.0/16 | grep -c 'via 10.0.0.20' || true; }
+[[ $(route "$d1") == 1 && $(route "$d2") == 0 ]] || fail "virtual_routes: d1 has $(route "$d1"), the backup $(route "$d2")"
+echo "start: d1 master of FRONT, BACK (sync group G) and SOLO; with ha_suspend only d1 has the virtual server, and the virtual route"
 
 # The master's back link fails: G goes to FAULT on d1 as a whole, d2 takes both VIPs.
 ip -n "$d1" link set eth1 down
@@ -121,6 +126,7 @@ wait_vip "$d2"
 [[ $(get) == served ]] || fail "no answer through d2"
 grep -q '^GROUP G FAULT 0$' "$work/notify.log" || fail "no group FAULT notify"
 [[ $(services d1) == 0 && $(services d2) == 1 ]] || fail "ha_suspend after the failover: d1 $(services d1), d2 $(services d2)"
+[[ $(route "$d1") == 0 && $(route "$d2") == 1 ]] || fail "virtual_routes after the failover: d1 $(route "$d1"), d2 $(route "$d2")"
 ip -n "$d1" link set eth1 up
 expect d1 FRONT MASTER 6; expect d1 BACK MASTER
 expect d2 FRONT BACKUP; expect d2 BACK BACKUP
