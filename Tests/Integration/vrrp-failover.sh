@@ -36,7 +36,7 @@ echo "elected: d1 MASTER (150), d2 BACKUP (100), the VIP answers"
 notifies=$(wc -l <"$work/notify.log")
 sed -i 's/^    notify /    virtual_ipaddress_excluded {\n        10.0.0.101\/24\n    }\n    notify /' "$work/d1.conf"
 LVSD_SOCKET="$work/d1.sock" "$bin/lvsd" reload >/dev/null || fail "reload refused"
-for _ in $(seq 40); do ip -n "$d1" -o addr show dev eth0 | grep -q ' 10.0.0.101/24' && break; sleep 0.05; done
+for _ in $(seq 200); do ip -n "$d1" -o addr show dev eth0 | grep -q ' 10.0.0.101/24' && break; sleep 0.05; done
 ip -n "$d1" -o addr show dev eth0 | grep -q ' 10.0.0.101/24' || fail "the reload did not add the excluded address"
 sleep 1.5
 [[ $(state_of d1) == MASTER && $(state_of d2) == BACKUP ]] || fail "the reload moved the roles: d1 $(state_of d1), d2 $(state_of d2)"
