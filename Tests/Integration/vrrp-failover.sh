@@ -222,6 +222,8 @@ wait_state d2 BACKUP
 ip -n "$d1" -o addr show dev vrrp.51 | grep -q " $VIP/24" || fail "the VIP is not on d1's vrrp.51"
 ip -n "$d1" link show vrrp.51 | grep -q 'link/ether 00:00:5e:00:01:33' || fail "vrrp.51 lacks the virtual MAC"
 ip -n "$client" neigh flush all
+# The bridge learns where the virtual MAC is from the master's adverts (5 a second).
+for _ in $(seq 30); do [[ $(get) == served ]] && break; sleep 0.1; done
 [[ $(get) == served ]] || fail "no answer through the virtual MAC: $(ip -n "$client" neigh show; ip -n "$d1" -o addr show; ip netns exec "$d1" ss -ltn)"
 ip -n "$client" neigh show $VIP | grep -q 'lladdr 00:00:5e:00:01:33' || fail "the client does not see the virtual MAC: $(ip -n "$client" neigh show)"
 ip -n "$d1" link set eth0 down; kill -9 "$d1_pid"; wait "$d1_pid" 2>/dev/null || true
