@@ -64,8 +64,10 @@ public enum Command {
 public enum Sysctl {
     static func path(_ name: String) -> String { "/proc/sys/" + name.replacingDots() }
 
-    public static func read(_ name: String) -> String? {
-        guard let f = fopen(path(name), "r") else { return nil }
+    public static func read(_ name: String) -> String? { read(path: path(name)) }
+
+    static func read(path: String) -> String? {
+        guard let f = fopen(path, "r") else { return nil }
         defer { fclose(f) }
         var buffer = [CChar](repeating: 0, count: 256)
         guard fgets(&buffer, Int32(buffer.count), f) != nil else { return nil }
@@ -75,11 +77,26 @@ public enum Sysctl {
 
     /// Writes `value`; the error text when it could not be.
     @discardableResult
-    public static func write(_ name: String, _ value: String) -> String? {
-        guard let f = fopen(path(name), "w") else { return "\(name): \(String(cString: strerror(errno)))" }
+    public static func write(_ name: String, _ value: String) -> String? { write(path: path(name), value) }
+
+    static func write(path: String, _ value: String) -> String? {
+        guard let f = fopen(path, "w") else { return "\(path): \(String(cString: strerror(errno)))" }
         defer { fclose(f) }
-        guard fputs(value + "\n", f) >= 0, fflush(f) == 0 else { return "\(name): \(String(cString: strerror(errno)))" }
+        guard fputs(value + "\n", f) >= 0, fflush(f) == 0 else { return "\(path): \(String(cString: strerror(errno)))" }
         return nil
+    }
+}
+
+extension Sysctl {
+    /// An interface's setting, by path (its name may contain dots, as `vrrp.51` does):
+    /// net/`family`/conf/`interface`/`key`.
+    public static func read(interface: String, family: String, _ key: String) -> String? {
+        read(path: "/proc/sys/net/\(family)/conf/\(interface)/\(key)")
+    }
+
+    @discardableResult
+    public static func write(interface: String, family: String, _ key: String, _ value: String) -> String? {
+        write(path: "/proc/sys/net/\(family)/conf/\(interface)/\(key)", value)
     }
 }
 

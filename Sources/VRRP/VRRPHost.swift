@@ -300,7 +300,7 @@ public final class VRRPHost: @unchecked Sendable {
                 // would otherwise tie to its own MAC in its neighbours' caches.
                 for (device, key, value) in [(s.interface, "arp_ignore", "1"), (s.interface, "arp_filter", "1"), (s.interface, "arp_announce", "2"),
                                              (name, "arp_ignore", "1")] {
-                    Self.writeSysctl("/proc/sys/net/ipv4/conf/\(device)/\(key)", value)
+                    Sysctl.write(interface: device, family: "ipv4", key, value)
                 }
                 let socket = try RawIPSocket(v6: s.isV6, protocolNumber: SocketKey(s).protocolNumber, interfaceName: name, interfaceIndex: index)
                 socket.sendOnly()
@@ -314,12 +314,6 @@ public final class VRRPHost: @unchecked Sendable {
                 vmacs[i] = (name, nil)
             }
         }
-    }
-
-    static func writeSysctl(_ path: String, _ value: String) {
-        guard let f = fopen(path, "w") else { return }
-        fputs(value, f)
-        fclose(f)
     }
 
     private func receive(on key: SocketKey, into buffer: inout [UInt8]) {
@@ -510,7 +504,7 @@ public final class VRRPHost: @unchecked Sendable {
                 if macs[device] == nil {
                     let index = lvs_interface_index(device)
                     let mac = (index > 0 ? try? netlink.link(index).mac : nil) ?? []
-                    macs[device] = (index, mac, Self.forwards(device, v6: true))
+                    macs[device] = (index, mac, Self.forwards(device))
                 }
                 guard let (index, mac, router) = macs[device], index > 0, mac.count == 6 else { continue }
                 let frame = a.address.isV6 ? VRRPFrames.unsolicitedNeighbourAdvertisement(mac: mac, address: a.address, router: router)
@@ -537,8 +531,8 @@ public final class VRRPHost: @unchecked Sendable {
     }
 
     /// net.ipv6.conf.IF.forwarding (the NA's router flag).
-    static func forwards(_ device: String, v6: Bool) -> Bool {
-        fileValue("/proc/sys/net/ipv6/conf/\(device)/forwarding") != 0
+    static func forwards(_ device: String) -> Bool {
+        (Sysctl.read(interface: device, family: "ipv6", "forwarding") ?? "0") != "0"
     }
 
     private func publish() {
