@@ -7,4 +7,7 @@ export LVSD_SOCKET=$work/lvsd.sock
 pids=()
 cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
+# `... | contains PATTERN`: grep that reads all its input. grep -q stops at the first match, and
+# under pipefail the writer's SIGPIPE (ip, ss: they write line by line) then fails the pipeline.
+contains() { grep "$@" >/dev/null; }
 fail() { echo "FAIL: $*" >&2; [[ -f $work/err ]] && tail -25 "$work/err" >&2; exit 1; }

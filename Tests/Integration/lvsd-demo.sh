@@ -19,7 +19,7 @@ PY
 [[ $got == "rs3 rs2 rs1 rs1 rs2 rs1 rs3 rs2 rs1 rs1 rs2 rs1" ]] || fail "wrr 3:2:1 sequence: $got"
 
 listing=$("$bin/ipvsadm" -Ln)
-echo "$listing" | grep -q "^TCP  127.0.0.1:8080 wrr$" || fail "listing: $listing"
+echo "$listing" | contains "^TCP  127.0.0.1:8080 wrr$" || fail "listing: $listing"
 [[ $(echo "$listing" | grep -c "Masq") == 3 ]] || fail "listing: $listing"
 conns=$("$bin/ipvsadm" -Ln --stats --exact -t 127.0.0.1:8080 | awk 'NR==3 {print $3}')
 [[ $conns == 12 ]] || fail "12 connections expected in --stats, saw $conns"

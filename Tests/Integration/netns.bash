@@ -72,7 +72,7 @@ while True:
     c, _ = s.accept(); threading.Thread(target=handle, args=(c,), daemon=True).start()
 PY
     http_pid=$!; pids+=($http_pid)
-    for _ in $(seq 100); do ip netns exec "$1" ss -ltn | grep -q ":$3 " && return 0; sleep 0.05; done
+    for _ in $(seq 100); do ip netns exec "$1" ss -ltn | contains ":$3 " && return 0; sleep 0.05; done
     fail "the HTTP server in $1 did not start"
 }
 # lan NS... : a bridge in its own namespace with one veth port per NS (eth0 inside each).

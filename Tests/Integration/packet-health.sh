@@ -78,7 +78,7 @@ mark=$(wc -l <"$work/steady")
 sleep 1.5
 kill "$steady"; wait "$steady" 2>/dev/null || true
 after=$(tail -n +$((mark + 1)) "$work/steady" | sort | uniq -c | tr -s ' ')
-echo "$after" | grep -qE "ERR|lvs01" && fail "after rs1 left, requests still failed or reached it: $after"
+echo "$after" | contains -E "ERR|lvs01" && fail "after rs1 left, requests still failed or reached it: $after"
 grep -q "Removing service \[192.168.122.10\]:tcp:80 from VS \[$VIP\]:tcp:80" "$work/err" || fail "no keepalived removal line"
 
 # rs1 back, but its /health says 503: it stays out; then a healthy rs1 rejoins.

@@ -37,7 +37,7 @@ transfer6() { # VIP PORT RS-PORT
     rm -f "$work/got"
     ip netns exec "$r" timeout 10 socat -u TCP6-LISTEN:$3,reuseaddr OPEN:"$work/got",creat >/dev/null 2>&1 &
     local server=$!
-    for _ in $(seq 50); do ip netns exec "$r" ss -ltn | grep -q ":$3 " && break; sleep 0.05; done
+    for _ in $(seq 50); do ip netns exec "$r" ss -ltn | contains ":$3 " && break; sleep 0.05; done
     ip netns exec "$c" timeout 10 socat -u OPEN:"$work/in" "TCP6:[$1]:$2" || { kill $server 2>/dev/null; return 1; }
     wait $server || true
     cmp -s "$work/in" "$work/got"
@@ -50,12 +50,12 @@ if ip netns exec "$d" env LVSD_SOCKET="$work/lvsd.sock" "$bin/lvsd" --engine pac
     fail "a second lvsd started"
 fi
 grep -q "another lvsd is already running" "$work/second" || fail "second lvsd: $(cat "$work/second")"
-ip netns exec "$d" nft list table netdev lvsd | grep -q "chain ingress0" || fail "the second lvsd touched the first one's rules"
+ip netns exec "$d" nft list table netdev lvsd | contains "chain ingress0" || fail "the second lvsd touched the first one's rules"
 ipvsadm_in "$d" -A -t "[2001:db8:100::1]:8080" -s rr
 ipvsadm_in "$d" -a -t "[2001:db8:100::1]:8080" -r "[2001:db8:2::2]:9090" -m
 ip netns exec "$c" ip -6 route add 2001:db8:100::1 via 2001:db8:1::1
 transfer6 2001:db8:100::1 8080 9090 || fail "IPv6 NAT transfer"
-ipvsadm_in "$d" -Ln --stats | grep -q "\[2001:db8:2::2\]:9090" || fail "IPv6 NAT listing"
+ipvsadm_in "$d" -Ln --stats | contains "\[2001:db8:2::2\]:9090" || fail "IPv6 NAT listing"
 echo "packet-more: IPv6 NAT ok"
 
 # IPv6 DR: the VIP on the real server's lo; its replies route back through the director.
@@ -157,14 +157,14 @@ PY
 kill -0 $lvsd_pid || fail "lvsd died on hostile frames"
 ip netns exec "$r" timeout 10 socat TCP4-LISTEN:80,reuseaddr,fork SYSTEM:'echo still-here' >/dev/null 2>&1 &
 pids+=($!)
-for _ in $(seq 50); do ip netns exec "$r" ss -ltn | grep -q ":80 " && break; sleep 0.05; done
+for _ in $(seq 50); do ip netns exec "$r" ss -ltn | contains ":80 " && break; sleep 0.05; done
 answer=$(ip netns exec "$c" timeout 5 socat -T 2 - TCP4:10.9.9.9:80 </dev/null || true)
 [[ $answer == still-here ]] || fail "after hostile frames the service answers '$answer'"
 stop_all
 line=$(grep "packet engine stopped" "$work/err" | tail -1)
 echo "$line"
-echo "$line" | grep -q "dropped: hop limit=1" || fail "the hop-limit frame is not counted: $line"
-echo "$line" | grep -q "dropped: not scheduled=" || fail "the ACK without a connection is not counted: $line"
-echo "$line" | grep -q "fragments=" || fail "the fragments are not counted: $line"
+echo "$line" | contains "dropped: hop limit=1" || fail "the hop-limit frame is not counted: $line"
+echo "$line" | contains "dropped: not scheduled=" || fail "the ACK without a connection is not counted: $line"
+echo "$line" | contains "fragments=" || fail "the fragments are not counted: $line"
 echo "packet-more: hostile frames ok"
 echo "packet-more: ok"

@@ -27,7 +27,7 @@ for n in 1 2; do
     http_server "$ns" 0.0.0.0 80 "lvs0$n host!"
 done
 [[ $(ip netns exec "$rs1" sysctl -n net.ipv4.conf.lo.arp_ignore) == 1 ]] || fail "arp_ignore not set on lo"
-ip -n "$rs1" addr show dev lo | grep -q "$VIP/32" || fail "the VIP is not on rs1's lo"
+ip -n "$rs1" addr show dev lo | contains "$VIP/32" || fail "the VIP is not on rs1's lo"
 
 # The director: the seed's DirectorServer script (VIP on eth0:1, ipvsadm -C/-A/-a -g) with lvsd.
 ip -n "$dr" addr add $VIP/32 broadcast $VIP dev eth0 label eth0:1
@@ -69,5 +69,5 @@ stats=$(ipvsadm_in "$dr" -Ln --stats)
 echo "$stats" | awk '/->/ && $2 ~ /^192/ { if ($4 == 0 || $5 != 0) bad = 1 } END { exit bad }' || fail "counters: $stats"
 echo "$listing"
 for n in 1 2; do ip netns exec rs$n-$$ "$bin/lvsd" realserver stop --vip $VIP >/dev/null; done
-ip -n "$rs1" addr show dev lo | grep -q "$VIP" && fail "realserver stop left the VIP"
+ip -n "$rs1" addr show dev lo | contains "$VIP" && fail "realserver stop left the VIP"
 echo "packet-seed-dr: ok"

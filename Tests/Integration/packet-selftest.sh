@@ -17,7 +17,7 @@ transfer() {
     rm -f "$work/got"
     ip netns exec "$ns2" timeout 10 socat -u -4 TCP-LISTEN:$port,reuseaddr OPEN:"$work/got",creat >/dev/null 2>&1 &
     local server=$!
-    for _ in $(seq 50); do ip netns exec "$ns2" ss -ltn | grep -q ":$port " && break; sleep 0.05; done
+    for _ in $(seq 50); do ip netns exec "$ns2" ss -ltn | contains ":$port " && break; sleep 0.05; done
     ip netns exec "$ns0" timeout 10 socat -u -4 OPEN:"$work/in" TCP:$vip:$port || { kill $server 2>/dev/null; return 1; }
     wait $server || true
     cmp -s "$work/in" "$work/got"
@@ -88,7 +88,7 @@ tun() {
     echo "$stats" | awk '/172.16.0.2/ { if ($4 < 20 || $5 != 0) exit 1 }' || fail "TUN: counters: $stats"
     kill -TERM $rs; wait $rs || true
     grep -q "tunnelled packets delivered" "$work/realserver" || fail "TUN: realserver did not stop cleanly: $(cat "$work/realserver")"
-    ip -n "$ns2" addr show dev lo | grep -q $vip && fail "TUN: realserver stop left the VIP on lo"
+    ip -n "$ns2" addr show dev lo | contains $vip && fail "TUN: realserver stop left the VIP on lo"
     [[ $(ip netns exec "$ns2" sysctl -n net.ipv4.conf.all.arp_ignore) == 0 ]] || fail "TUN: arp_ignore not restored"
     finish TUN
 }

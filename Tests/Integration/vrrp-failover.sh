@@ -24,7 +24,7 @@ wait_vip "$d1"
 has_vip "$d2" && fail "both directors hold the VIP"
 [[ $(get) == served ]] || fail "no answer through the VIP from the master"
 status=$(LVSD_SOCKET="$work/d2.sock" "$bin/lvsd" status)
-echo "$status" | grep -Eq '^VI_1 +eth0 +51 +v2 +BACKUP +100 +100 +10\.0\.0\.1 +1 ' || fail "lvsd status of the backup: $status"
+echo "$status" | contains -E '^VI_1 +eth0 +51 +v2 +BACKUP +100 +100 +10\.0\.0\.1 +1 ' || fail "lvsd status of the backup: $status"
 LVSD_SOCKET="$work/d1.sock" "$bin/lvsd" status --json | python3 -c '
 import json, sys
 v = json.load(sys.stdin)["vrrp"][0]
@@ -36,12 +36,12 @@ echo "elected: d1 MASTER (150), d2 BACKUP (100), the VIP answers"
 notifies=$(wc -l <"$work/notify.log")
 sed -i 's/^    notify /    virtual_ipaddress_excluded {\n        10.0.0.101\/24\n    }\n    notify /' "$work/d1.conf"
 LVSD_SOCKET="$work/d1.sock" "$bin/lvsd" reload >/dev/null || fail "reload refused"
-for _ in $(seq 200); do ip -n "$d1" -o addr show dev eth0 | grep -q ' 10.0.0.101/24' && break; sleep 0.05; done
-ip -n "$d1" -o addr show dev eth0 | grep -q ' 10.0.0.101/24' || fail "the reload did not add the excluded address"
+for _ in $(seq 200); do ip -n "$d1" -o addr show dev eth0 | contains ' 10.0.0.101/24' && break; sleep 0.05; done
+ip -n "$d1" -o addr show dev eth0 | contains ' 10.0.0.101/24' || fail "the reload did not add the excluded address"
 sleep 1.5
 [[ $(state_of d1) == MASTER && $(state_of d2) == BACKUP ]] || fail "the reload moved the roles: d1 $(state_of d1), d2 $(state_of d2)"
 has_vip "$d1" || fail "the VIP left d1 during the reload"
-LVSD_SOCKET="$work/d2.sock" "$bin/lvsd" status | grep -Eq '^VI_1 .* BACKUP .* 1 +[0-9]+ +0 +0$' || fail "d2 moved during d1's reload: $(LVSD_SOCKET="$work/d2.sock" "$bin/lvsd" status)"
+LVSD_SOCKET="$work/d2.sock" "$bin/lvsd" status | contains -E '^VI_1 .* BACKUP .* 1 +[0-9]+ +0 +0$' || fail "d2 moved during d1's reload: $(LVSD_SOCKET="$work/d2.sock" "$bin/lvsd" status)"
 [[ $(wc -l <"$work/notify.log") == "$notifies" ]] || fail "a reload ran notify scripts: $(tail -3 "$work/notify.log")"
 echo "reload: d1 stayed master through it (no priority 0, the VIP kept), d2 stayed backup, no notify ran"
 
@@ -175,15 +175,15 @@ wait_state6() { local end=$((SECONDS + 6)); while ((SECONDS < end)); do
     fail "$1 is not $2 for VI_6"; }
 wait_state6 d1 MASTER
 wait_state6 d2 BACKUP
-LVSD_SOCKET="$work/d2.sock" "$bin/lvsd" status | grep -Eq '^VI_6 +eth0 +52 +v3 +BACKUP +100 +100 +fe80::' || fail "the v6 backup does not know its link-local master"
+LVSD_SOCKET="$work/d2.sock" "$bin/lvsd" status | contains -E '^VI_6 +eth0 +52 +v3 +BACKUP +100 +100 +fe80::' || fail "the v6 backup does not know its link-local master"
 mac_of() { ip -n "$1" link show eth0 | awk '/link\/ether/ { print $2 }'; }
 ip netns exec "$client" python3 -c 'import socket; s = socket.socket(socket.AF_INET6); s.settimeout(1); s.connect_ex(("2001:db8::100", 9))'
-ip -n "$client" -6 neigh show 2001:db8::100 | grep -q "lladdr $(mac_of "$d1")" || fail "the client does not reach the v6 VIP at d1"
+ip -n "$client" -6 neigh show 2001:db8::100 | contains "lladdr $(mac_of "$d1")" || fail "the client does not reach the v6 VIP at d1"
 ip -n "$d1" link set eth0 down; kill -9 "$d1_pid"; wait "$d1_pid" 2>/dev/null || true
 wait_state6 d2 MASTER
-for _ in $(seq 40); do ip -n "$client" -6 neigh show 2001:db8::100 | grep -q "lladdr $(mac_of "$d2")" && break; sleep 0.05; done
-ip -n "$client" -6 neigh show 2001:db8::100 | grep -q "lladdr $(mac_of "$d2")" || fail "no unsolicited NA moved the client to d2: $(ip -n "$client" -6 neigh show)"
-ip -n "$d2" -6 addr show dev eth0 | grep -q '2001:db8::100/64 scope global nodad' || fail "the v6 VIP is not on d2"
+for _ in $(seq 40); do ip -n "$client" -6 neigh show 2001:db8::100 | contains "lladdr $(mac_of "$d2")" && break; sleep 0.05; done
+ip -n "$client" -6 neigh show 2001:db8::100 | contains "lladdr $(mac_of "$d2")" || fail "no unsolicited NA moved the client to d2: $(ip -n "$client" -6 neigh show)"
+ip -n "$d2" -6 addr show dev eth0 | contains '2001:db8::100/64 scope global nodad' || fail "the v6 VIP is not on d2"
 echo "v3 over IPv6: d2 took the VIP over and its neighbour advertisement moved the client"
 
 # Unicast: the adverts go from unicast_src_ip to each unicast_peer, not to the group.
@@ -219,19 +219,19 @@ start_director d1 "$d1" "$work/d1.conf"
 start_director d2 "$d2" "$work/d2.conf"
 wait_state d1 MASTER 4
 wait_state d2 BACKUP
-ip -n "$d1" -o addr show dev vrrp.51 | grep -q " $VIP/24" || fail "the VIP is not on d1's vrrp.51"
-ip -n "$d1" link show vrrp.51 | grep -q 'link/ether 00:00:5e:00:01:33' || fail "vrrp.51 lacks the virtual MAC"
+ip -n "$d1" -o addr show dev vrrp.51 | contains " $VIP/24" || fail "the VIP is not on d1's vrrp.51"
+ip -n "$d1" link show vrrp.51 | contains 'link/ether 00:00:5e:00:01:33' || fail "vrrp.51 lacks the virtual MAC"
 ip -n "$client" neigh flush all
 # The bridge learns where the virtual MAC is from the master's adverts (5 a second).
 for _ in $(seq 30); do [[ $(get) == served ]] && break; sleep 0.1; done
 [[ $(get) == served ]] || fail "no answer through the virtual MAC: $(ip -n "$client" neigh show; ip -n "$d1" -o addr show; ip netns exec "$d1" ss -ltn)"
-ip -n "$client" neigh show $VIP | grep -q 'lladdr 00:00:5e:00:01:33' || fail "the client does not see the virtual MAC: $(ip -n "$client" neigh show)"
+ip -n "$client" neigh show $VIP | contains 'lladdr 00:00:5e:00:01:33' || fail "the client does not see the virtual MAC: $(ip -n "$client" neigh show)"
 ip -n "$d1" link set eth0 down; kill -9 "$d1_pid"; wait "$d1_pid" 2>/dev/null || true
 wait_state d2 MASTER 4
-ip -n "$d2" -o addr show dev vrrp.51 | grep -q " $VIP/24" || fail "the VIP is not on d2's vrrp.51"
+ip -n "$d2" -o addr show dev vrrp.51 | contains " $VIP/24" || fail "the VIP is not on d2's vrrp.51"
 for _ in $(seq 20); do [[ $(get) == served ]] && break; sleep 0.1; done
 [[ $(get) == served ]] || fail "no answer after the failover with use_vmac"
-ip -n "$client" neigh show $VIP | grep -q 'lladdr 00:00:5e:00:01:33' || fail "the client's neighbour entry changed"
+ip -n "$client" neigh show $VIP | contains 'lladdr 00:00:5e:00:01:33' || fail "the client's neighbour entry changed"
 kill -TERM "$d2_pid"; wait "$d2_pid" 2>/dev/null || true
 ip -n "$d2" link show vrrp.51 >/dev/null 2>&1 && fail "vrrp.51 was left behind"
 echo "use_vmac: the VIP answered with 00:00:5e:00:01:33 before and after the failover; the macvlan is removed at stop"

@@ -72,7 +72,7 @@ wait_state() {
     fail "$1 is $(state_of "$1"), not $2"
 }
 # has_vip NS: whether the VIP is on NS's eth0.
-has_vip() { ip -n "$1" -o addr show dev eth0 | grep -q " $VIP/"; }
+has_vip() { ip -n "$1" -o addr show dev eth0 | contains " $VIP/"; }
 wait_vip() {
     local end=$((SECONDS + ${2:-8}))
     while ((SECONDS < end)); do has_vip "$1" && return 0; sleep 0.02; done
