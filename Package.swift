@@ -33,6 +33,9 @@ let package = Package(
                                              .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
         // Thin wrappers over Linux: rtnetlink, AF_PACKET, sysctl, running nft.
         .target(name: "LinuxNet", dependencies: ["CLinux", "LVSCore"]),
+        // Connection sync: the IPVS sync protocol's codec (pure) and the master and backup daemons on the wire.
+        .target(name: "LVSSync", dependencies: ["LVSCore", "LVSState", "LinuxNet", "CLinux", .product(name: "Logging", package: "swift-log"),
+                                                .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
         .target(name: "KeepalivedConfig", dependencies: ["LVSCore"]),
         .target(name: "ControlAPI", dependencies: ["LVSCore"]),
         .target(
@@ -54,7 +57,7 @@ let package = Package(
         ),
         .target(
             name: "Director",
-            dependencies: ["LVSCore", "LVSState", "ControlAPI", "LVSProxyEngine", "LVSPacketEngine", "KeepalivedConfig", "HealthCheck", "VRRP",
+            dependencies: ["LVSCore", "LVSState", "ControlAPI", "LVSProxyEngine", "LVSPacketEngine", "KeepalivedConfig", "HealthCheck", "VRRP", "LVSSync",
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]
         ),
@@ -80,6 +83,7 @@ let package = Package(
         .testTarget(name: "DirectorTests", dependencies: ["Director", "ControlAPI", "LVSCore", "LVSProxyEngine", "KeepalivedConfig", "VRRP"]),
         .testTarget(name: "HealthCheckTests", dependencies: ["HealthCheck", "LVSCore", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "VRRPTests", dependencies: ["VRRP", "LVSCore"]),
+        .testTarget(name: "LVSSyncTests", dependencies: ["LVSSync", "LVSCore"]),
         .testTarget(name: "LinuxNetTests", dependencies: ["LinuxNet", "LVSCore"]),
         .testTarget(name: "LVSPacketEngineTests", dependencies: ["LVSPacketEngine", "LVSPacket", "LVSCore", "ControlAPI"]),
         .testTarget(name: "LVSPacketTests", dependencies: ["LVSPacket", "LVSCore"], exclude: ["Corpus"]),

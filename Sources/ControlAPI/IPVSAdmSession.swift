@@ -19,10 +19,15 @@ public struct IPVSAdmOutput: Codable, Sendable, Hashable {
 public struct IPVSAdmSession: Sendable {
     public var resolver: any NameResolver
     public var names: any NameLookup
+    /// The MTU of a network interface, nil if the host has no such interface (`--start-daemon`
+    /// checks the interface and sizes a backup's messages with it).
+    public var interfaceMTU: @Sendable (String) -> Int?
 
-    public init(resolver: any NameResolver = NumericOnlyResolver(), names: any NameLookup = NumericNames()) {
+    public init(resolver: any NameResolver = NumericOnlyResolver(), names: any NameLookup = NumericNames(),
+                interfaceMTU: @escaping @Sendable (String) -> Int? = { _ in 1500 }) {
         self.resolver = resolver
         self.names = names
+        self.interfaceMTU = interfaceMTU
     }
 
     public static let versionLine = "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)\n"
@@ -70,10 +75,22 @@ public struct IPVSAdmSession: Sendable {
             return IPVSAdmOutput(stdout: SaveFormat.render(ListingOrder.sorted(ipvs.serviceSnapshots), format: format))
         case .restore:
             return restore(stdin, program: program, on: &ipvs, now: now)
-        case .startDaemon:
-            return IPVSAdmOutput(stderr: "connection synchronisation is not available in this build\n", exitCode: 255)
-        case .stopDaemon:
-            return IPVSAdmOutput(stderr: "No daemon is running\n", exitCode: 255)
+        case .startDaemon(let config):
+            do throws(ServiceTableError) {
+                try ipvs.checkSyncFamilies()
+                guard let mtu = interfaceMTU(config.interface) else { throw ServiceTableError.noDevice(config.interface) }
+                try ipvs.startSyncDaemon(SyncDaemonStatus(config, interfaceMTU: mtu))
+                return IPVSAdmOutput()
+            } catch {
+                return IPVSAdmOutput(stderr: error.description + "\n", exitCode: 255)
+            }
+        case .stopDaemon(let state, _):
+            do throws(ServiceTableError) {
+                try ipvs.stopSyncDaemon(state)
+                return IPVSAdmOutput()
+            } catch {
+                return IPVSAdmOutput(stderr: error.description + "\n", exitCode: 255)
+            }
         default:
             do {
                 try ipvs.apply(command)
@@ -133,7 +150,8 @@ public struct IPVSAdmSession: Sendable {
         case .timeouts:
             return IPVSAdmOutput(stdout: ListingFormat.timeouts(ipvs.timeouts))
         case .daemons:
-            return IPVSAdmOutput()
+            if json { return IPVSAdmOutput(stdout: ListingJSON.daemons(ipvs.syncDaemons)) }
+            return IPVSAdmOutput(stdout: ipvs.syncDaemons.map(\.listingLine).joined())
         }
     }
 

@@ -118,4 +118,21 @@ public enum ListingJSON {
                        template: $0.isTemplate)
         })
     }
+
+    struct Daemon: Codable {
+        var state: String
+        var interface: String
+        var syncID: UInt8
+        var maxLength: UInt16
+        var group: String
+        var port: UInt16
+        var ttl: UInt8
+    }
+
+    public static func daemons(_ daemons: [SyncDaemonStatus]) -> String {
+        encode(daemons.map {
+            Daemon(state: $0.state, interface: $0.interface, syncID: $0.syncID, maxLength: $0.maxLength, group: "\($0.group)",
+                   port: $0.port, ttl: $0.ttl)
+        })
+    }
 }

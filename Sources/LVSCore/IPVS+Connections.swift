@@ -111,6 +111,7 @@ extension IPVS {
         }
         count(server, .input, bytes: p.length)
         transition(c, p, direction: .input, now: now)
+        syncAfterInbound(c)
         let e = connections[c]
         // A bound connection's destination address is its real server's.
         return .forward(Forwarding(
@@ -203,6 +204,7 @@ extension IPVS {
         countConnection(server)
         count(server, .input, bytes: p.length)
         transition(c, p, direction: .input, now: now)
+        syncAfterInbound(c)
         let forwarding = Forwarding(
             connection: onePacket ? .none : connections.id(c), server: server, destination: Endpoint(dest.endpoint.address, destinationPort),
             method: dest.forwarding, isNew: true)
@@ -298,6 +300,7 @@ extension IPVS {
             count(server, direction, bytes: bytes)
         }
         transition(c, p, direction: direction, now: now)
+        if direction == .input { syncAfterInbound(c) }
     }
 
     /// Whether a connection entry (from a `Forwarding`) is still in the table.

@@ -41,6 +41,12 @@ public struct IPVS: Sendable {
     public internal(set) var totalStats = Statistics()
     public internal(set) var drops = DropCounters()
     var expiredScratch: [Int32] = []
+    /// The sync daemons running (master first), what the master's thread has yet to send, and
+    /// what sync did to the table.
+    public internal(set) var syncDaemons: [SyncDaemonStatus] = []
+    var syncMaster = false
+    var syncQueue: [SyncedConnection] = []
+    public internal(set) var syncCounters = SyncCounters()
     /// Hashes of the packets of a burst in flight.
     var burstHashes = [UInt64](repeating: 0, count: IPVS.burstRing)
     /// How many packets ahead a burst prefetches entries (and twice that for index slots).
@@ -172,6 +178,9 @@ public struct IPVS: Sendable {
     private func validate(_ server: RealServerConfig, for key: VirtualService.Key) throws(ServiceTableError) {
         if server.endpoint.address.family != key.family && server.forwarding != .tunnel {
             throw .invalid("a real server of another address family needs tunnelling")
+        }
+        if server.endpoint.address.family != key.family && !syncDaemons.isEmpty {
+            throw .invalid("a real server of another address family cannot be added while a sync daemon runs")
         }
         if server.weight < 0 { throw .outOfRange("weight \(server.weight) is negative") }
         if server.lowerThreshold > server.upperThreshold {

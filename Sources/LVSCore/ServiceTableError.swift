@@ -21,6 +21,12 @@ public enum ServiceTableError: Error, Equatable, Sendable, CustomStringConvertib
     case invalid(String)
     /// The table or the connection limit is exhausted (ENOMEM).
     case noMemory
+    /// `--start-daemon` of a state (master or backup) that already runs (EEXIST).
+    case daemonRunning(String)
+    /// `--stop-daemon` of a state that does not run (ESRCH).
+    case noDaemon
+    /// `--start-daemon` on an interface this host does not have (ENODEV).
+    case noDevice(String)
 
     public var description: String {
         switch self {
@@ -33,6 +39,9 @@ public enum ServiceTableError: Error, Equatable, Sendable, CustomStringConvertib
         case .outOfRange: return "Numerical result out of range"
         case .invalid: return "Invalid operation.  Possibly wrong module version, address not unicast, ..."
         case .noMemory: return "Memory allocation problem"
+        case .daemonRunning: return "Daemon has already run"
+        case .noDaemon: return "No daemon is running"
+        case .noDevice: return "No such device"
         }
     }
 
@@ -46,6 +55,9 @@ public enum ServiceTableError: Error, Equatable, Sendable, CustomStringConvertib
         case .noSuchDestination(let endpoint): return "no real server \(endpoint)"
         case .outOfRange(let why), .invalid(let why): return why
         case .noMemory: return "out of memory"
+        case .daemonRunning(let state): return "a \(state) sync daemon is already running"
+        case .noDaemon: return "no such sync daemon is running"
+        case .noDevice(let name): return "no interface \(name)"
         }
     }
 }

@@ -25,7 +25,7 @@ struct HotEntry {
     var isTemplate: Bool { flags & ConnectionFlags.template.rawValue != 0 }
 }
 
-/// The rest of an entry: touched when a connection is created, expires, or is listed. 40 bytes.
+/// The rest of an entry: touched when a connection is created, expires, is listed or synced. 40 bytes.
 struct ColdEntry {
     var destinationHigh: UInt64 = 0
     var destinationLow: UInt64 = 0
@@ -37,6 +37,8 @@ struct ColdEntry {
     /// Timer-wheel links (also the free-list link).
     var next: Int32 = -1
     var prev: Int32 = -1
+    /// The state when the entry was last sent to the sync backups (the kernel's old_state).
+    var syncedState: UInt8 = 0
 }
 
 /// A whole entry, for creating and listing connections.

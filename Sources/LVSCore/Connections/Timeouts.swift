@@ -50,6 +50,8 @@ public struct IPVSSettings: Sendable, Hashable {
     /// The hard bound of the connection table (connections plus templates).
     public var maxConnections: Int = 1 << 20
     public var scheduler = SchedulerSettings()
+    /// What a sync master sends (sync_version, sync_threshold, sync_persist_mode).
+    public var sync = SyncSettings()
     /// Seed of the connection hash (keep it secret in production so clients cannot aim at one chain).
     public var hashSeed: UInt64 = 0x1F2E_3D4C_5B6A_7988
 
