@@ -364,3 +364,72 @@ int lvs_netlink_monitor(int addresses) {
     }
     return fd;
 }
+
+int lvs_sync_socket(int family, const uint8_t *group, int port, int ifindex, const char *ifname, const uint8_t *source,
+                    int ttl, int sender, int buffer) {
+    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
+    if (fd < 0) return -errno;
+    int ok = 0, on = 1, off = 0;
+    struct sockaddr_storage address;
+    socklen_t address_length;
+    memset(&address, 0, sizeof address);
+    if (family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&address;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        memcpy(&a->sin_addr, group, 4);
+        address_length = sizeof *a;
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&address;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        memcpy(&a->sin6_addr, group, 16);
+        a->sin6_scope_id = (uint32_t)ifindex;
+        address_length = sizeof *a;
+    }
+    if (buffer > 0) ok |= setsockopt(fd, SOL_SOCKET, sender ? SO_SNDBUF : SO_RCVBUF, &buffer, sizeof buffer);
+    if (sender) {
+        int pmtu = family == AF_INET ? IP_PMTUDISC_DONT : IPV6_PMTUDISC_DONT;
+        if (family == AF_INET) {
+            struct ip_mreqn m;
+            memset(&m, 0, sizeof m);
+            m.imr_ifindex = ifindex;
+            ok |= setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m);
+            ok |= setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &off, sizeof off);
+            ok |= setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl);
+            ok |= setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
+        } else {
+            ok |= setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof ifindex);
+            ok |= setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, &off, sizeof off);
+            ok |= setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &ttl, sizeof ttl);
+            ok |= setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &pmtu, sizeof pmtu);
+        }
+        if (ok == 0 && source) {
+            struct sockaddr_storage local;
+            memset(&local, 0, sizeof local);
+            if (family == AF_INET) {
+                struct sockaddr_in *a = (struct sockaddr_in *)&local;
+                a->sin_family = AF_INET;
+                memcpy(&a->sin_addr, source, 4);
+            } else {
+                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&local;
+                a->sin6_family = AF_INET6;
+                memcpy(&a->sin6_addr, source, 16);
+                a->sin6_scope_id = (uint32_t)ifindex;
+            }
+            ok |= bind(fd, (struct sockaddr *)&local, address_length);
+        }
+        if (ok == 0) ok |= connect(fd, (struct sockaddr *)&address, address_length);
+    } else {
+        ok |= setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+        if (ok == 0 && ifname && *ifname) ok |= setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, ifname, (socklen_t)strlen(ifname));
+        if (ok == 0) ok |= bind(fd, (struct sockaddr *)&address, address_length);
+        if (ok == 0) ok |= lvs_multicast_membership(fd, family, group, ifindex, 1) == 0 ? 0 : -1;
+    }
+    if (ok != 0) {
+        int e = errno;
+        close(fd);
+        return -(e ? e : EINVAL);
+    }
+    return fd;
+}

@@ -24,6 +24,8 @@ extension Director {
             let checksUnchanged = plan.checks == self.vrrpPlan.checks
             let previous = self.vrrpPlan
             self.vrrpPlan = plan
+            self.syncConfigurationChanged(from: previous, to: plan)
+            if let name = plan.syncInstance, let current = self.vrrpStates[name] { self.syncFollow(name, current) }
             if unchanged {
                 if !checksUnchanged, let host = self.vrrp { self.startChecks(plan.checks, host: host) }
                 return self.loop.makeSucceededVoidFuture()
@@ -143,6 +145,7 @@ extension Director {
             // After a reload an instance arrives again in the state it had: nothing to announce.
             let unchanged = vrrpStates[name] == to && from == .initialize
             vrrpStates[name] = to
+            syncFollow(name, to)
             if unchanged { return }
             _ = notifyScripts(vrrpPlan.instanceNotify[name], kind: "INSTANCE", name: name, state: to.rawValue, priority: Int(priority),
                               timeout: Director.notifyTimeout)
@@ -190,10 +193,14 @@ extension Director {
     public var vrrpStatus: [VRRPHost.Status] { vrrp?.status ?? [] }
 
     /// `lvsd status --json`: one object per instance, its counters included.
-    static func statusJSON(_ list: [VRRPHost.Status]) -> String {
+    static func statusJSON(_ list: [VRRPHost.Status], sync: [SyncStatusJSON] = []) -> String {
+        struct Status: Encodable {
+            var vrrp: [VRRPHost.Status]
+            var sync: [SyncStatusJSON]
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        guard let data = try? encoder.encode(["vrrp": list]) else { return "{}\n" }
+        guard let data = try? encoder.encode(Status(vrrp: list, sync: sync)) else { return "{}\n" }
         return String(decoding: data, as: UTF8.self) + "\n"
     }
 

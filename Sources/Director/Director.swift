@@ -6,6 +6,7 @@ import LVSCore
 import LVSState
 import LVSPacketEngine
 import LVSProxyEngine
+import LVSSync
 import Logging
 import NIOCore
 import NIOPosix
@@ -48,6 +49,8 @@ public final class Director: @unchecked Sendable {
     var suspendable: Set<VirtualService.Key> = []
     /// VRRP start and stop block (sockets, a priority-0 advert, addresses): off the loop.
     let vrrpQueue = DispatchQueue(label: "lvsd-vrrp")
+    /// The sync daemons running, by state (control loop only).
+    var syncRunning: [String: SyncDaemon] = [:]
 
     /// - Parameter loops: the worker event loops; the first also runs the control plane.
     public init(loops: [EventLoop], settings: IPVSSettings = IPVSSettings(), logger: Logger,
@@ -97,9 +100,11 @@ public final class Director: @unchecked Sendable {
             case "reload":
                 return reload().map(\.output)
             case "status":
-                return loop.submit { IPVSAdmOutput(stdout: Director.statusText(self.vrrpStatus, running: self.vrrp != nil)) }
+                return loop.submit {
+                    IPVSAdmOutput(stdout: Director.statusText(self.vrrpStatus, running: self.vrrp != nil) + self.syncStatusText())
+                }
             case "status-json":
-                return loop.submit { IPVSAdmOutput(stdout: Director.statusJSON(self.vrrpStatus)) }
+                return loop.submit { IPVSAdmOutput(stdout: Director.statusJSON(self.vrrpStatus, sync: self.syncStatusJSON())) }
             default:
                 return loop.makeSucceededFuture(IPVSAdmOutput(stderr: "lvsd: unknown request '\(action)'\n", exitCode: 2))
             }
@@ -128,12 +133,17 @@ public final class Director: @unchecked Sendable {
                     }
                     return output
                 }
-                let (output, keys) = s.withTable { table -> (IPVSAdmOutput, [VirtualService.Key]) in
+                var (output, keys) = s.withTable { table -> (IPVSAdmOutput, [VirtualService.Key]) in
                     let output = self.session.run(request.argv, stdin: request.stdin, on: &table, now: s.now)
                     return (output, table.serviceSnapshots.map(\.config.key))
                 }
                 self.engine.stopListening(self.engine.listeningKeys.subtracting(keys))
                 self.tableChanged()
+                let refused = self.reconcileSync()
+                if !refused.isEmpty {
+                    output.stderr += refused.map { "lvsd: \($0)\n" }.joined()
+                    output.exitCode = 255
+                }
                 return output
             }
         }
@@ -193,6 +203,7 @@ public final class Director: @unchecked Sendable {
         }.flatMap {
             self.stopVRRP()
         }.flatMap {
+            self.stopSync()
             if let packet = self.packetEngine {
                 // Blocks for the packet thread to end and nft to remove the rules (well under a second).
                 self.packetUpdates.sync { packet.stop() }

@@ -29,6 +29,10 @@ struct VRRPPlan: Sendable {
     /// Virtual addresses by the instance that owns them (for ha_suspend).
     var owners: [IPAddress: String] = [:]
     var messages: [String] = []
+    /// lvs_sync_daemon: the daemon to run and the instance whose state it follows (master while
+    /// the instance is master, backup otherwise).
+    var syncDaemon: SyncDaemonConfig?
+    var syncInstance: String?
 
     var isEmpty: Bool { setups.isEmpty }
 
@@ -51,6 +55,22 @@ struct VRRPPlan: Sendable {
         var groupOf: [String: VRRPSyncGroupDefinition] = [:]
         for group in c.syncGroups { for m in group.members { groupOf[m] = group } }
         var usedScripts = Set<String>()
+        if let d = g.lvsSyncDaemon {
+            if let name = d.instance, let vi = c.instances.first(where: { $0.name == name }), let vrid = vi.virtualRouterID {
+                var config = SyncDaemonConfig(state: .backup)
+                config.interface = d.interface
+                // Without an id, keepalived uses the instance's VRID.
+                config.syncID = d.syncID ?? vrid
+                config.maxLength = d.maximumLength
+                config.port = d.port
+                config.ttl = d.ttl
+                config.group = d.group
+                syncDaemon = config
+                syncInstance = name
+            } else {
+                messages.append("Unable to find vrrp instance \(d.instance ?? "") for lvs_syncd - clearing lvs_syncd config")
+            }
+        }
 
         for vi in c.instances {
             guard let vrid = vi.virtualRouterID else { continue }

@@ -6,6 +6,7 @@ import Foundation
 import KeepalivedConfig
 import LVSPacketEngine
 import LVSProxyEngine
+import LinuxNet
 import Logging
 import NIOCore
 import NIOPosix
@@ -179,8 +180,13 @@ let logger = Logger(label: "lvsd")
 let path = controlPath ?? ControlSocketPath.resolve()
 let group = MultiThreadedEventLoopGroup(numberOfThreads: workers)
 let names = FileNames()
-let director = Director(loops: Array(group.makeIterator()), logger: logger, session: IPVSAdmSession(resolver: names, names: names),
-                        engineOptions: engineOptions)
+// --start-daemon checks its interface and sizes a backup's messages by the interface's MTU.
+let interfaceMTU: @Sendable (String) -> Int? = { name in
+    guard let index = interfaceIndex(name) else { return nil }
+    return (try? RouteNetlink().link(index).mtu) ?? 1500
+}
+let director = Director(loops: Array(group.makeIterator()), logger: logger,
+                        session: IPVSAdmSession(resolver: names, names: names, interfaceMTU: interfaceMTU), engineOptions: engineOptions)
 // A second lvsd must stop before its packet engine would replace the running one's interception
 // rules; the packet engine is in place before the control socket takes commands.
 if Director.controlSocketInUse(path) { fail("another lvsd is already running on \(path)", code: 1) }

@@ -174,5 +174,14 @@ int lvs_raw_ip6_send(int fd, const uint8_t *payload, int length, const uint8_t *
 /// notifications; non-blocking. The descriptor, or -errno.
 int lvs_netlink_monitor(int addresses);
 
+/// A UDP socket for IPVS connection sync on interface `ifindex` (name `ifname`), non-blocking.
+/// Sender (`sender` 1): multicast out of the interface, not looped back, TTL/hop limit `ttl`, no
+/// path-MTU discovery (messages may be fragmented), bound to `source` (4 or 16 bytes, or NULL) and
+/// connected to `group` (4 or 16 bytes by family) port `port`. Receiver (0): address reuse, bound
+/// to the device and to group:port, a member of the group on the interface. `buffer` sets SO_SNDBUF
+/// or SO_RCVBUF when positive. The descriptor, or -errno.
+int lvs_sync_socket(int family, const uint8_t *group, int port, int ifindex, const char *ifname, const uint8_t *source,
+                    int ttl, int sender, int buffer);
+
 static inline int lvs_errno(void) { return errno; }
 #endif

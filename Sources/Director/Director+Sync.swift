@@ -1,0 +1,134 @@
+import KeepalivedConfig
+import LVSCore
+import LVSSync
+import VRRP
+
+/// Connection sync in the director: the daemons the table lists (`ipvsadm --start-daemon`, or
+/// keepalived.conf's lvs_sync_daemon following its VRRP instance) run as `SyncDaemon` threads.
+extension Director {
+    /// Makes the running daemons the ones the table lists: those it no longer lists (or lists
+    /// differently) stop, new ones start. A daemon whose socket cannot be opened is taken out of
+    /// the table again; the reasons are returned (and logged).
+    func reconcileSync() -> [String] {
+        let wanted = state.withTable { $0.syncDaemons }
+        var errors: [String] = []
+        for (role, daemon) in syncRunning where !wanted.contains(daemon.status) {
+            daemon.stop()
+            syncRunning[role] = nil
+            logger.info("Stopping IPVS sync daemon", metadata: ["state": "\(role)", "interface": "\(daemon.status.interface)"])
+        }
+        for status in wanted where syncRunning[status.state]?.status != status {
+            do {
+                let daemon = try SyncDaemon(status: status, state: state, version: state.withTable { $0.settings.sync.version }, logger: logger)
+                daemon.start()
+                syncRunning[status.state] = daemon
+                logger.info("Starting IPVS sync daemon", metadata: [
+                    "state": "\(status.state)", "interface": "\(status.interface)", "syncid": "\(status.syncID)",
+                    "group": "\(status.group):\(status.port)",
+                ])
+            } catch {
+                if let role = SyncDaemonState(rawValue: status.state) { state.withTable { try? $0.stopSyncDaemon(role) } }
+                let message = "cannot start the \(status.state) sync daemon on \(status.interface): \(error)"
+                logger.error("\(message)")
+                errors.append(message)
+            }
+        }
+        return errors
+    }
+
+    /// lvs_sync_daemon: the instance it names went to `to`. Master: the backup daemon stops and
+    /// the master starts; any other state: the other way round (as keepalived does).
+    func syncFollow(_ name: String, _ to: VRRPStateMachine.State) {
+        guard let config = vrrpPlan.syncDaemon, vrrpPlan.syncInstance == name, to != .initialize else { return }
+        let role: SyncDaemonState = to == .master ? .master : .backup
+        let other: SyncDaemonState = role == .master ? .backup : .master
+        var c = config
+        c.state = role
+        guard let mtu = session.interfaceMTU(c.interface) else {
+            logger.error("lvs_sync_daemon: no interface \(c.interface)")
+            return
+        }
+        let wanted = SyncDaemonStatus(c, interfaceMTU: mtu)
+        state.withTable { t in
+            if t.syncDaemon(other) != nil { try? t.stopSyncDaemon(other) }
+            if let running = t.syncDaemon(role), running != wanted { try? t.stopSyncDaemon(role) }
+            if t.syncDaemon(role) == nil { try? t.startSyncDaemon(wanted) }
+        }
+        _ = reconcileSync()
+    }
+
+    /// A configuration without lvs_sync_daemon (or with another one) replaces one with it: the
+    /// daemons it started stop.
+    func syncConfigurationChanged(from old: VRRPPlan, to new: VRRPPlan) {
+        guard old.syncDaemon != nil, old.syncDaemon != new.syncDaemon || old.syncInstance != new.syncInstance else { return }
+        state.withTable { t in
+            try? t.stopSyncDaemon(.master)
+            try? t.stopSyncDaemon(.backup)
+        }
+        _ = reconcileSync()
+    }
+
+    /// Stops every daemon (a master sends what it holds first).
+    func stopSync() {
+        state.withTable { t in
+            try? t.stopSyncDaemon(.master)
+            try? t.stopSyncDaemon(.backup)
+        }
+        _ = reconcileSync()
+    }
+
+    /// The `lvsd status` lines for the sync daemons.
+    func syncStatusText() -> String {
+        let (daemons, counters) = state.withTable { ($0.syncDaemons, $0.syncCounters) }
+        guard !daemons.isEmpty else { return "" }
+        var out = "Sync daemons:\n"
+        for d in daemons {
+            out += "  " + d.listingLine
+            let s = syncRunning[d.state]?.statistics ?? SyncDaemon.Statistics()
+            if d.isMaster {
+                out += "    sent \(s.messagesSent) messages, \(s.entriesSent) entries; \(s.sendFailures) messages failed; "
+                    + "queued \(counters.queued), queue overflow \(counters.queueOverflow)"
+                if s.omitted > 0 { out += ", \(s.omitted) IPv6 entries left out (version 0)" }
+                out += "\n"
+            } else {
+                out += "    received \(s.messagesReceived) messages, \(s.entriesReceived) entries; created \(counters.created), "
+                    + "updated \(counters.updated), replaced \(counters.replaced), stale \(counters.stale)\n"
+                out += "    dropped: no service \(counters.noService), no real server \(counters.noDestination), table full \(counters.tableFull)"
+                for (why, n) in s.refused.sorted(by: { $0.key < $1.key }) { out += ", message \(why) \(n)" }
+                for (why, n) in s.skipped.sorted(by: { $0.key < $1.key }) { out += ", entry \(why) \(n)" }
+                out += "\n"
+            }
+        }
+        return out
+    }
+
+    /// The sync daemons and their counters for `lvsd status --json`.
+    func syncStatusJSON() -> [SyncStatusJSON] {
+        let (daemons, counters) = state.withTable { ($0.syncDaemons, $0.syncCounters) }
+        return daemons.map { d in
+            let s = syncRunning[d.state]?.statistics ?? SyncDaemon.Statistics()
+            return SyncStatusJSON(state: d.state, interface: d.interface, syncID: d.syncID, maxLength: d.maxLength, group: "\(d.group)",
+                                  port: d.port, ttl: d.ttl, messagesSent: s.messagesSent, entriesSent: s.entriesSent,
+                                  sendFailures: s.sendFailures, messagesReceived: s.messagesReceived, entriesReceived: s.entriesReceived,
+                                  refusedMessages: s.refused, skippedEntries: s.skipped, table: counters)
+        }
+    }
+}
+
+struct SyncStatusJSON: Encodable {
+    var state: String
+    var interface: String
+    var syncID: UInt8
+    var maxLength: UInt16
+    var group: String
+    var port: UInt16
+    var ttl: UInt8
+    var messagesSent: UInt64
+    var entriesSent: UInt64
+    var sendFailures: UInt64
+    var messagesReceived: UInt64
+    var entriesReceived: UInt64
+    var refusedMessages: [String: UInt64]
+    var skippedEntries: [String: UInt64]
+    var table: SyncCounters
+}
