@@ -387,7 +387,9 @@ int lvs_sync_socket(int family, const uint8_t *group, int port, int ifindex, con
         a->sin6_scope_id = (uint32_t)ifindex;
         address_length = sizeof *a;
     }
-    if (buffer > 0) ok |= setsockopt(fd, SOL_SOCKET, sender ? SO_SNDBUF : SO_RCVBUF, &buffer, sizeof buffer);
+    // As root past net.core.[rw]mem_max (the kernel sizes its own sync sockets directly).
+    if (buffer > 0 && setsockopt(fd, SOL_SOCKET, sender ? SO_SNDBUFFORCE : SO_RCVBUFFORCE, &buffer, sizeof buffer) != 0)
+        ok |= setsockopt(fd, SOL_SOCKET, sender ? SO_SNDBUF : SO_RCVBUF, &buffer, sizeof buffer);
     if (sender) {
         int pmtu = family == AF_INET ? IP_PMTUDISC_DONT : IPV6_PMTUDISC_DONT;
         if (family == AF_INET) {
