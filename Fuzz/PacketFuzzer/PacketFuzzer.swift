@@ -1,9 +1,11 @@
 // The packet fuzzer: libFuzzer drives LVSPacket's reading and rewriting (PacketFuzzing.exercise)
-// and VRRP's receive checks (VRRPFuzzing.exercise) with every input.
+// VRRP's receive checks (VRRPFuzzing.exercise) and the sync decoder (SyncFuzzing.exercise) with
+// every input.
 //   scripts/fuzz-packets [SECONDS]    builds it with -sanitize=fuzzer and runs it on the corpus
 // Built without FUZZING (as `swift build` does), it is a regression runner: each file given (or
 // every file of Tests/LVSPacketTests/Corpus) is put through the same checks.
 import LVSPacket
+import LVSSync
 import VRRP
 
 #if FUZZING
@@ -11,6 +13,7 @@ import VRRP
 public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     PacketFuzzing.exercise(UnsafeRawBufferPointer(start: data, count: size))
     VRRPFuzzing.exercise(UnsafeRawBufferPointer(start: data, count: size))
+    SyncFuzzing.exercise(UnsafeRawBufferPointer(start: data, count: size))
     return 0
 }
 
@@ -50,6 +53,7 @@ struct PacketFuzzerRegression {
             bytes.withUnsafeBytes {
                 PacketFuzzing.exercise($0)
                 VRRPFuzzing.exercise($0)
+                SyncFuzzing.exercise($0)
             }
         }
         print("packet fuzzer regression: \(paths.count) inputs")

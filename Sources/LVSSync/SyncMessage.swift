@@ -191,7 +191,8 @@ public enum SyncMessage {
             destination: address(start + 24 + 2 * step), destinationPort: be16(b, start + 14),
             fwmark: be32(b, start + 16), timeout: be32(b, start + 20))
         if let why = check(s) { return .skip(why) }
-        s.sequence = sequence
+        // The sequence data counts with the flags that say it is kept (zero when they say so alone).
+        if flags & sequenceFlags != 0 { s.sequence = sequence ?? SyncSequence() }
         if let name = peName {
             // SIP is the only persistence engine IPVS has.
             guard name == "sip" else { return .skip(.unknownPersistenceEngine) }
