@@ -9,13 +9,16 @@ import Testing
     static let oracle = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("../LVSCoreTests/Oracle/ipvsadm").standardized
 
+    /// The VM's interfaces: lo and a dummy d0 with MTU 9000.
+    static let session = IPVSAdmSession(interfaceMTU: { ["lo": 65536, "d0": 9000, "eth0": 1500][$0] })
+
     func run(_ line: String, _ ipvs: inout IPVS, stdin: String = "") -> IPVSAdmOutput {
-        IPVSAdmSession().run(["ipvsadm"] + line.split(separator: " ").map(String.init), stdin: stdin, on: &ipvs, now: 0)
+        IPVSAdmSessionTests.session.run(["ipvsadm"] + line.split(separator: " ").map(String.init), stdin: stdin, on: &ipvs, now: 0)
     }
 
     /// Blocks of the golden file: arguments, merged output, exit status.
-    static func blocks() throws -> [(args: String, output: String, rc: Int32)] {
-        let text = try String(contentsOf: oracle.appendingPathComponent("golden/errors.txt"), encoding: .utf8)
+    static func blocks(_ file: String = "errors") throws -> [(args: String, output: String, rc: Int32)] {
+        let text = try String(contentsOf: oracle.appendingPathComponent("golden/\(file).txt"), encoding: .utf8)
         var out: [(String, String, Int32)] = []
         var current: String?
         var body = ""
@@ -33,6 +36,18 @@ import Testing
         return out
     }
 
+    /// Tests/LVSCoreTests/Oracle/ipvsadm/daemons.sh: starting, listing and stopping sync daemons.
+    @Test func syncDaemonsAsTheKernelKeepsThem() throws {
+        var ipvs = IPVS()
+        let blocks = try IPVSAdmSessionTests.blocks("daemons")
+        #expect(blocks.count == 15)
+        for (args, expected, rc) in blocks {
+            let r = run(args, &ipvs)
+            #expect(r.stdout + r.stderr == expected, "ipvsadm \(args)")
+            #expect(r.exitCode == rc, "ipvsadm \(args)")
+        }
+    }
+
     @Test func everyRefusalMatchesIpvsadm() throws {
         var ipvs = IPVS()
         _ = run("-A -t 10.0.0.1:80 -s rr", &ipvs)
@@ -43,8 +58,8 @@ import Testing
         ]
         var compared = 0
         for (args, expected, rc) in try IPVSAdmSessionTests.blocks() {
-            // Our own usage text (-h) and the sync daemon (not in this build) are the known differences.
-            if args == "-h" || args.hasPrefix("--start-daemon") { continue }
+            // Our own usage text (-h) is the known difference.
+            if args == "-h" { continue }
             let r: IPVSAdmOutput
             if let input = stdins[args] {
                 r = run("-R", &ipvs, stdin: input)
