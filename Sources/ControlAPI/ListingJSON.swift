@@ -119,7 +119,8 @@ public enum ListingJSON {
         })
     }
 
-    struct Daemon: Codable {
+    /// A sync daemon (also in `lvsd status --json`, with its counters).
+    public struct Daemon: Codable, Sendable {
         var state: String
         var interface: String
         var syncID: UInt8
@@ -127,12 +128,19 @@ public enum ListingJSON {
         var group: String
         var port: UInt16
         var ttl: UInt8
+
+        public init(_ d: SyncDaemonStatus) {
+            state = d.state
+            interface = d.interface
+            syncID = d.syncID
+            maxLength = d.maxLength
+            group = "\(d.group)"
+            port = d.port
+            ttl = d.ttl
+        }
     }
 
     public static func daemons(_ daemons: [SyncDaemonStatus]) -> String {
-        encode(daemons.map {
-            Daemon(state: $0.state, interface: $0.interface, syncID: $0.syncID, maxLength: $0.maxLength, group: "\($0.group)",
-                   port: $0.port, ttl: $0.ttl)
-        })
+        encode(daemons.map(Daemon.init))
     }
 }

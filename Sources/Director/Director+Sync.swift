@@ -1,3 +1,4 @@
+import ControlAPI
 import KeepalivedConfig
 import LVSCore
 import LVSSync
@@ -57,6 +58,25 @@ extension Director {
         _ = reconcileSync()
     }
 
+    /// lvs_sync_daemon without a VRRP instance: a master and a backup daemon, both always on.
+    func syncStartBoth() {
+        guard let config = vrrpPlan.syncDaemon, vrrpPlan.syncInstance == nil else { return }
+        guard let mtu = session.interfaceMTU(config.interface) else {
+            logger.error("lvs_sync_daemon: no interface \(config.interface)")
+            return
+        }
+        state.withTable { t in
+            for role in [SyncDaemonState.master, .backup] {
+                var c = config
+                c.state = role
+                let wanted = SyncDaemonStatus(c, interfaceMTU: mtu)
+                if let running = t.syncDaemon(role), running != wanted { try? t.stopSyncDaemon(role) }
+                if t.syncDaemon(role) == nil { try? t.startSyncDaemon(wanted) }
+            }
+        }
+        _ = reconcileSync()
+    }
+
     /// A configuration without lvs_sync_daemon (or with another one) replaces one with it: the
     /// daemons it started stop.
     func syncConfigurationChanged(from old: VRRPPlan, to new: VRRPPlan) {
@@ -107,8 +127,7 @@ extension Director {
         let (daemons, counters) = state.withTable { ($0.syncDaemons, $0.syncCounters) }
         return daemons.map { d in
             let s = syncRunning[d.state]?.statistics ?? SyncDaemon.Statistics()
-            return SyncStatusJSON(state: d.state, interface: d.interface, syncID: d.syncID, maxLength: d.maxLength, group: "\(d.group)",
-                                  port: d.port, ttl: d.ttl, messagesSent: s.messagesSent, entriesSent: s.entriesSent,
+            return SyncStatusJSON(daemon: ListingJSON.Daemon(d), messagesSent: s.messagesSent, entriesSent: s.entriesSent,
                                   sendFailures: s.sendFailures, messagesReceived: s.messagesReceived, entriesReceived: s.entriesReceived,
                                   refusedMessages: s.refused, skippedEntries: s.skipped, table: counters)
         }
@@ -116,13 +135,7 @@ extension Director {
 }
 
 struct SyncStatusJSON: Encodable {
-    var state: String
-    var interface: String
-    var syncID: UInt8
-    var maxLength: UInt16
-    var group: String
-    var port: UInt16
-    var ttl: UInt8
+    var daemon: ListingJSON.Daemon
     var messagesSent: UInt64
     var entriesSent: UInt64
     var sendFailures: UInt64

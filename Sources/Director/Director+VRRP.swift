@@ -26,6 +26,7 @@ extension Director {
             self.vrrpPlan = plan
             self.syncConfigurationChanged(from: previous, to: plan)
             if let name = plan.syncInstance, let current = self.vrrpStates[name] { self.syncFollow(name, current) }
+            self.syncStartBoth()
             if unchanged {
                 if !checksUnchanged, let host = self.vrrp { self.startChecks(plan.checks, host: host) }
                 return self.loop.makeSucceededVoidFuture()

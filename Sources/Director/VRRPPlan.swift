@@ -30,7 +30,7 @@ struct VRRPPlan: Sendable {
     var owners: [IPAddress: String] = [:]
     var messages: [String] = []
     /// lvs_sync_daemon: the daemon to run and the instance whose state it follows (master while
-    /// the instance is master, backup otherwise).
+    /// the instance is master, backup otherwise); without an instance, a master and a backup.
     var syncDaemon: SyncDaemonConfig?
     var syncInstance: String?
 
@@ -55,7 +55,17 @@ struct VRRPPlan: Sendable {
         var groupOf: [String: VRRPSyncGroupDefinition] = [:]
         for group in c.syncGroups { for m in group.members { groupOf[m] = group } }
         var usedScripts = Set<String>()
-        if let d = g.lvsSyncDaemon {
+        if let d = g.lvsSyncDaemon, d.instance == nil {
+            // No instance: both daemons run all the time (keepalived's checker starts them), sync id 0.
+            var config = SyncDaemonConfig(state: .backup)
+            config.interface = d.interface
+            config.syncID = d.syncID ?? 0
+            config.maxLength = d.maximumLength
+            config.port = d.port
+            config.ttl = d.ttl
+            config.group = d.group
+            syncDaemon = config
+        } else if let d = g.lvsSyncDaemon {
             if let name = d.instance, let vi = c.instances.first(where: { $0.name == name }), let vrid = vi.virtualRouterID {
                 var config = SyncDaemonConfig(state: .backup)
                 config.interface = d.interface

@@ -172,19 +172,9 @@ extension IPVS {
             destinationPort = sp != 0 ? sp : p.destinationPort
         }
         let dest = servers[Int(server)].config
-        var entry = ConnectionEntry()
-        entry.hot.protocolNumber = p.protocolNumber
-        entry.hot.clientHigh = p.source.high
-        entry.hot.clientLow = p.source.low
-        entry.hot.clientPort = p.sourcePort
-        entry.hot.virtualHigh = p.destination.high
-        entry.hot.virtualLow = p.destination.low
-        entry.hot.virtualPort = p.destinationPort
-        entry.cold.destinationHigh = dest.endpoint.address.high
-        entry.cold.destinationLow = dest.endpoint.address.low
-        entry.hot.destinationPort = destinationPort
-        entry.hot.families = (p.source.isV6 ? 1 : 0) | (dest.endpoint.address.isV6 ? 2 : 0)
-        entry.cold.fwmark = p.fwmark
+        var entry = ConnectionEntry(protocolNumber: p.protocolNumber, client: p.source, clientPort: p.sourcePort, virtual: p.destination,
+                                    virtualPort: p.destinationPort, destination: dest.endpoint.address, destinationPort: destinationPort,
+                                    fwmark: p.fwmark)
         var flags = UInt32(dest.forwarding.rawValue) | ConnectionFlags.inactive.rawValue
         if dest.forwarding != .masquerade { flags |= ConnectionFlags.noOutput.rawValue }
         if onePacket { flags |= ConnectionFlags.onePacket.rawValue }
@@ -250,18 +240,10 @@ extension IPVS {
         }
         guard let server = pickServer(id, flow: flow, now: now) else { return .none }
         let dest = servers[Int(server)].config.endpoint
-        var entry = ConnectionEntry()
-        entry.hot.protocolNumber = proto
-        entry.hot.clientHigh = snet.high
-        entry.hot.clientLow = snet.low
-        entry.hot.virtualHigh = virtual.high
-        entry.hot.virtualLow = virtual.low
-        entry.hot.virtualPort = virtualPort
-        entry.cold.destinationHigh = dest.address.high
-        entry.cold.destinationLow = dest.address.low
-        entry.hot.destinationPort = p.destinationPort == service.key.port && service.key.port != 21 ? dest.port : 0
-        entry.hot.families = (snet.isV6 ? 1 : 0) | (dest.address.isV6 ? 2 : 0)
-        entry.cold.fwmark = p.fwmark
+        var entry = ConnectionEntry(protocolNumber: proto, client: snet, clientPort: 0, virtual: virtual, virtualPort: virtualPort,
+                                    destination: dest.address,
+                                    destinationPort: p.destinationPort == service.key.port && service.key.port != 21 ? dest.port : 0,
+                                    fwmark: p.fwmark)
         entry.hot.flags = ConnectionFlags.template.rawValue | UInt32(servers[Int(server)].config.forwarding.rawValue)
         entry.hot.timeout = service.persistenceTimeout &* 1000
         guard let t = connections.insert(entry, deadline: now &+ Int64(entry.hot.timeout) &* 1_000_000) else { return .full }

@@ -209,19 +209,9 @@ extension IPVS {
             guard let service = syncedService(s) else { return .noService }
             guard let server = syncedServer(s, of: service) else { return .noDestination }
             let dest = servers[Int(server)].config
-            var entry = ConnectionEntry()
-            entry.hot.protocolNumber = s.protocolNumber
-            entry.hot.clientHigh = s.client.high
-            entry.hot.clientLow = s.client.low
-            entry.hot.clientPort = s.clientPort
-            entry.hot.virtualHigh = s.virtual.high
-            entry.hot.virtualLow = s.virtual.low
-            entry.hot.virtualPort = s.virtualPort
-            entry.cold.destinationHigh = s.destination.high
-            entry.cold.destinationLow = s.destination.low
-            entry.hot.destinationPort = s.destinationPort
-            entry.hot.families = (s.client.isV6 ? 1 : 0) | (s.destination.isV6 ? 2 : 0)
-            entry.cold.fwmark = s.fwmark
+            var entry = ConnectionEntry(protocolNumber: s.protocolNumber, client: s.client, clientPort: s.clientPort, virtual: s.virtual,
+                                        virtualPort: s.virtualPort, destination: s.destination, destinationPort: s.destinationPort,
+                                        fwmark: s.fwmark)
             // A synced entry takes its forwarding method from the local real server.
             var flags = s.flags & ~(ConnectionFlags.forwardMask.rawValue | ConnectionFlags.noOutput.rawValue)
             flags |= UInt32(dest.forwarding.rawValue)

@@ -163,8 +163,7 @@ public enum SyncMessage {
             switch optionType & ~optionSkippable {
             case optionSequence:
                 guard length == sequenceLength, sequence == nil else { return .refuse(.badOption) }
-                sequence = SyncSequence(inInitial: be32(b, p), inDelta: be32(b, p + 4), inPreviousDelta: be32(b, p + 8),
-                                        outInitial: be32(b, p + 12), outDelta: be32(b, p + 16), outPreviousDelta: be32(b, p + 20))
+                sequence = self.sequence(b, at: p)
             case optionPersistenceData:
                 guard length <= persistenceDataMaximum, peData == nil else { return .refuse(.badOption) }
                 peData = Array(b[p..<(p + length)])
@@ -233,9 +232,7 @@ public enum SyncMessage {
                     out.refused = .truncated
                     return
                 }
-                let o = start + entryLengthV0
-                sequence = SyncSequence(inInitial: be32(b, o), inDelta: be32(b, o + 4), inPreviousDelta: be32(b, o + 8),
-                                        outInitial: be32(b, o + 12), outDelta: be32(b, o + 16), outPreviousDelta: be32(b, o + 20))
+                sequence = self.sequence(b, at: start + entryLengthV0)
             } else {
                 p += entryLengthV0
             }
@@ -254,6 +251,12 @@ public enum SyncMessage {
     }
 
     // MARK: Bytes
+
+    /// The sequence block: in and out, each initial, delta and previous delta.
+    static func sequence(_ b: UnsafeRawBufferPointer, at o: Int) -> SyncSequence {
+        SyncSequence(inInitial: be32(b, o), inDelta: be32(b, o + 4), inPreviousDelta: be32(b, o + 8),
+                     outInitial: be32(b, o + 12), outDelta: be32(b, o + 16), outPreviousDelta: be32(b, o + 20))
+    }
 
     @inline(__always) static func be16(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt16 { UInt16(b[o]) << 8 | UInt16(b[o + 1]) }
     @inline(__always) static func be32(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt32 {

@@ -49,10 +49,19 @@ public final class MulticastUDPSocket {
 
     deinit { close(fd) }
 
-    /// Sends one datagram to the group; false if the kernel refused it (full buffer, no route).
+    /// Sends one datagram to the group. While the socket's buffer is full it waits for room (up to
+    /// `patience` milliseconds in all), as the kernel's sync thread does; false if it was refused.
     @discardableResult
-    public func send(_ bytes: [UInt8]) -> Bool {
-        bytes.withUnsafeBytes { lvs_send(fd, $0.baseAddress, $0.count) } == bytes.count
+    public func send(_ bytes: [UInt8], patience: Int32 = 1000) -> Bool {
+        var waited: Int32 = 0
+        while true {
+            if bytes.withUnsafeBytes({ lvs_send(fd, $0.baseAddress, $0.count) }) == bytes.count { return true }
+            let e = lvs_errno()
+            guard e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS, waited < patience else { return false }
+            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            _ = poll(&p, 1, 10)
+            waited += 10
+        }
     }
 
     /// Receives one datagram into `buffer`; its length, or nil when none is waiting.

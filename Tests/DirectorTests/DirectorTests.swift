@@ -526,11 +526,17 @@ import Glibc
         let fd = try #require(DirectorTests.connectedSocket(vip))
         defer { close(fd) }
         // Not reading for a while fills every buffer on the way: the relay must stop reading the real
-        // server (back-pressure) rather than take the whole transfer in.
-        Thread.sleep(forTimeInterval: 0.3)
+        // server (back-pressure) rather than take the whole transfer in. (However busy the machine:
+        // wait for the relay to start, then give it time to take more than it should.)
         func relayedBytes() throws -> Int {
             Int(try h.ipvsadm("-Ln --stats --exact").stdout.split(separator: "\n")[3].split(separator: " ")[6]) ?? -1
         }
+        var waits = 0
+        while try relayedBytes() <= 0, waits < 100 {
+            Thread.sleep(forTimeInterval: 0.05)
+            waits += 1
+        }
+        Thread.sleep(forTimeInterval: 0.3)
         let early = try relayedBytes()
         #expect(early > 0 && early < size, "\(early) bytes relayed before the client read any")
         let got = DirectorTests.readAll(fd)

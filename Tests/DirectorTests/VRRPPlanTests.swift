@@ -201,4 +201,26 @@ import VRRP
         #expect(r[2].type == 6 && r[3].destination == nil && r[3].prefixLength == 0)
         #expect(p.messages.contains { $0.contains("'frobnicate' is not understood - ignoring") })
     }
+
+    @Test func lvsSyncDaemonFollowsItsInstance() {
+        let instance = """
+            vrrp_instance VI_1 {
+                interface eth0
+                virtual_router_id 51
+                virtual_ipaddress {
+                    10.0.0.100
+                }
+            }
+            """
+        let p = Self.plan("global_defs {\n lvs_sync_daemon eth1 VI_1 maxlen 1200 port 9000 ttl 2 group 239.1.1.1\n}\n" + instance)
+        #expect(p.syncInstance == "VI_1")
+        #expect(p.syncDaemon?.interface == "eth1" && p.syncDaemon?.syncID == 51, "the sync id defaults to the VRID")
+        #expect(p.syncDaemon?.maxLength == 1200 && p.syncDaemon?.port == 9000 && p.syncDaemon?.ttl == 2)
+        #expect(p.syncDaemon?.group == IPAddress("239.1.1.1")!)
+        #expect(Self.plan("global_defs {\n lvs_sync_daemon eth1 VI_1 id 7\n}\n" + instance).syncDaemon?.syncID == 7)
+        let missing = Self.plan("global_defs {\n lvs_sync_daemon eth1 VI_9\n}\n" + instance)
+        #expect(missing.syncDaemon == nil && missing.messages.contains("Unable to find vrrp instance VI_9 for lvs_syncd - clearing lvs_syncd config"))
+        let alone = Self.plan("global_defs {\n lvs_sync_daemon eth1\n}\n" + instance)
+        #expect(alone.syncInstance == nil && alone.syncDaemon?.syncID == 0)
+    }
 }

@@ -136,6 +136,7 @@ run() {
         done
         ((synced >= 4)) || fail "the backup knows $synced of the 4 connections: $(ipvsadm_on d2 -Lnc) d1: $(ipvsadm_on d1 -Lnc) $(LVSD_SOCKET=$work/d1.sock $bin/lvsd status) $(LVSD_SOCKET=$work/d2.sock $bin/lvsd status)"
         echo "before the crash: the backup holds all 4 connections, ESTABLISHED, as the master does"
+        LVSD_SOCKET="$work/d2.sock" "$bin/lvsd" status | grep -E '^    (received|dropped)' | sed 's/^ */  d2 (backup): /' || true
     fi
     crash "$d1" "$d1_pid"
     wait_state d2 MASTER 4
@@ -147,7 +148,6 @@ n=$completed
 status=$(LVSD_SOCKET="$work/d2.sock" "$bin/lvsd" status)
 [[ $n == 4 ]] || fail "with sync, $n of 4 downloads completed after the failover; d2: $status"
 echo "with sync: the master crashed in the middle of 4 downloads; d2 took over and all 4 completed with the right bytes"
-echo "$status" | grep -E '^    (sent|received|dropped)' | sed 's/^ */  d2: /' || true
 
 kill "$tcpdump_pid" 2>/dev/null || true
 wait "$tcpdump_pid" 2>/dev/null || true

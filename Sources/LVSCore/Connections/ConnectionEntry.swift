@@ -46,6 +46,30 @@ struct ConnectionEntry {
     var hot = HotEntry()
     var cold = ColdEntry()
 
+    init() {}
+
+    init(hot: HotEntry, cold: ColdEntry) {
+        self.hot = hot
+        self.cold = cold
+    }
+
+    /// A new entry's addresses, ports and protocol (flags, timeout and the rest to be set).
+    init(protocolNumber: UInt8, client: IPAddress, clientPort: UInt16, virtual: IPAddress, virtualPort: UInt16,
+         destination: IPAddress, destinationPort: UInt16, fwmark: UInt32) {
+        hot.protocolNumber = protocolNumber
+        hot.clientHigh = client.high
+        hot.clientLow = client.low
+        hot.clientPort = clientPort
+        hot.virtualHigh = virtual.high
+        hot.virtualLow = virtual.low
+        hot.virtualPort = virtualPort
+        cold.destinationHigh = destination.high
+        cold.destinationLow = destination.low
+        hot.destinationPort = destinationPort
+        hot.families = (client.isV6 ? 1 : 0) | (destination.isV6 ? 2 : 0)
+        cold.fwmark = fwmark
+    }
+
     var client: IPAddress {
         hot.families & 1 != 0 ? IPAddress(v6High: hot.clientHigh, low: hot.clientLow)
             : IPAddress(v4: UInt32(truncatingIfNeeded: hot.clientLow))
