@@ -89,3 +89,25 @@ lan() {
         i=$((i + 1))
     done
 }
+# lan_forwarding [NS [PREFIX]]: waits until every bridge port PREFIX* in NS (the LAN's, p*) forwards.
+lan_forwarding() {
+    local ns=${1:-$lan_ns} prefix=${2:-p}
+    for _ in $(seq 50); do
+        ip netns exec "$ns" bash -c "for p in /sys/class/net/$prefix*/brport/state; do [[ \$(cat \$p) == 3 ]] || exit 1; done" && return 0
+        sleep 0.1
+    done
+}
+# lan_hosts NAME=ADDRESS/PREFIX...: a namespace per NAME ($NAME holds its name) on one LAN, each
+# with its address on eth0; returns when the bridge forwards.
+lan_hosts() {
+    local h names=()
+    for h in "$@"; do
+        new_ns "${h%%=*}"
+        printf -v "${h%%=*}" %s "${h%%=*}-$$"
+        names+=("${h%%=*}-$$")
+    done
+    lan "${names[@]}"
+    for h in "$@"; do ip -n "${h%%=*}-$$" addr add "${h#*=}" dev eth0; done
+    lan_forwarding
+}
+

@@ -23,7 +23,7 @@ for ns in "$rs1" "$rs2" "$sorry"; do
     ip netns exec "$ns" "$bin/lvsd" realserver start --vip $VIP >/dev/null
     n=$((n + 10))
 done
-for _ in $(seq 50); do ip netns exec "$lan_ns" bash -c 'for p in /sys/class/net/p*/brport/state; do [[ $(cat $p) == 3 ]] || exit 1; done' && break; sleep 0.1; done
+lan_forwarding
 http_server "$rs1" 0.0.0.0 80 "lvs01 host!"; rs1_pid=$http_pid
 http_server "$rs2" 0.0.0.0 80 "lvs02 host!"; rs2_pid=$http_pid
 http_server "$sorry" 0.0.0.0 80 "sorry"

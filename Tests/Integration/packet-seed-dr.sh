@@ -18,7 +18,7 @@ ip -n "$user" addr add 192.168.122.100/24 dev eth0
 ip -n "$dr" addr add 192.168.122.30/24 dev eth0
 ip -n "$rs1" addr add 192.168.122.10/24 dev eth0
 ip -n "$rs2" addr add 192.168.122.20/24 dev eth0
-for _ in $(seq 50); do ip netns exec "$lan_ns" bash -c 'for p in /sys/class/net/p*/brport/state; do [[ $(cat $p) == 3 ]] || exit 1; done' && break; sleep 0.1; done
+lan_forwarding
 
 # The real servers: the seed's realserver script, then a web server answering with its name.
 for n in 1 2; do

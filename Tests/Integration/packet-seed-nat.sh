@@ -21,7 +21,7 @@ lan "$lb" "$rsa" "$rsb"
 ip -n "$lb" addr add 172.16.0.1/24 dev eth0
 ip -n "$rsa" addr add 172.16.0.2/24 dev eth0; ip -n "$rsa" route add default via 172.16.0.1
 ip -n "$rsb" addr add 172.16.0.3/24 dev eth0; ip -n "$rsb" route add default via 172.16.0.1
-for _ in $(seq 50); do ip netns exec "$lan_ns" bash -c 'for p in /sys/class/net/p*/brport/state; do [[ $(cat $p) == 3 ]] || exit 1; done' && break; sleep 0.1; done
+lan_forwarding
 ip netns exec "$lb" sysctl -qw net.ipv4.ip_forward=1
 http_server "$rsa" 0.0.0.0 80 "172.16.0.2:80"
 http_server "$rsb" 0.0.0.0 8000 "172.16.0.3:8000"

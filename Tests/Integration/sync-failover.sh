@@ -13,15 +13,7 @@ source Tests/Integration/common.bash
 source Tests/Integration/netns.bash
 source Tests/Integration/vrrp.bash
 
-new_ns d1; new_ns d2; new_ns client; new_ns rs1; new_ns rs2
-d1=d1-$$ d2=d2-$$ client=client-$$ rs1=rs1-$$ rs2=rs2-$$
-lan "$d1" "$d2" "$client" "$rs1" "$rs2"
-ip -n "$d1" addr add 10.0.0.1/24 dev eth0
-ip -n "$d2" addr add 10.0.0.2/24 dev eth0
-ip -n "$client" addr add 10.0.0.10/24 dev eth0
-ip -n "$rs1" addr add 10.0.0.21/24 dev eth0
-ip -n "$rs2" addr add 10.0.0.22/24 dev eth0
-for _ in $(seq 50); do ip netns exec "$lan_ns" bash -c 'for p in /sys/class/net/p*/brport/state; do [[ $(cat $p) == 3 ]] || exit 1; done' && break; sleep 0.1; done
+lan_hosts d1=10.0.0.1/24 d2=10.0.0.2/24 client=10.0.0.10/24 rs1=10.0.0.21/24 rs2=10.0.0.22/24
 
 # The same 6 MB on both real servers, served by Python's threading HTTP server.
 mkdir -p "$work/www"

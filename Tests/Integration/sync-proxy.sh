@@ -9,15 +9,7 @@ cd "$(dirname "$0")/../.."
 source Tests/Integration/common.bash
 source Tests/Integration/netns.bash
 
-new_ns d1; new_ns d2; new_ns d3; new_ns client; new_ns rs
-d1=d1-$$ d2=d2-$$ d3=d3-$$ client=client-$$ rs=rs-$$
-lan "$d1" "$d2" "$d3" "$client" "$rs"
-ip -n "$d1" addr add 10.0.0.1/24 dev eth0
-ip -n "$d2" addr add 10.0.0.2/24 dev eth0
-ip -n "$d3" addr add 10.0.0.3/24 dev eth0
-ip -n "$client" addr add 10.0.0.10/24 dev eth0
-ip -n "$rs" addr add 10.0.0.20/24 dev eth0
-for _ in $(seq 50); do ip netns exec "$lan_ns" bash -c 'for p in /sys/class/net/p*/brport/state; do [[ $(cat $p) == 3 ]] || exit 1; done' && break; sleep 0.1; done
+lan_hosts d1=10.0.0.1/24 d2=10.0.0.2/24 d3=10.0.0.3/24 client=10.0.0.10/24 rs=10.0.0.20/24
 ip -n "$client" route add 10.0.0.100/32 via 10.0.0.1
 http_server "$rs" 10.0.0.20 80 "served"
 

@@ -22,7 +22,7 @@ for ns in "$d1" "$d2"; do
     ip -n "$ns" link set eth1 up; ip -n "$ns" addr add "10.1.0.$((i + 1))/24" dev eth1
     i=$((i + 1))
 done
-for _ in $(seq 50); do ip netns exec "$back" bash -c 'for p in /sys/class/net/q*/brport/state; do [[ $(cat $p) == 3 ]] || exit 1; done' && break; sleep 0.1; done
+lan_forwarding "$back" q
 printf '#!/bin/sh\necho "$*" >>%s/notify.log\n' "$work" >"$work/notify.sh"; chmod 755 "$work/notify.sh"
 printf '#!/bin/sh\n[ ! -e %s/fail-$1 ]\n' "$work" >"$work/check.sh"; chmod 755 "$work/check.sh"
 

@@ -11,7 +11,7 @@ vrrp_topology() {
     ip -n "$d2" addr add 10.0.0.2/24 dev eth0
     ip -n "$client" addr add 10.0.0.10/24 dev eth0
     ip -n "$rs" addr add 10.0.0.20/24 dev eth0
-    for _ in $(seq 50); do ip netns exec "$lan_ns" bash -c 'for p in /sys/class/net/p*/brport/state; do [[ $(cat $p) == 3 ]] || exit 1; done' && break; sleep 0.1; done
+    lan_forwarding
     http_server "$rs" 10.0.0.20 80 "served"
 }
 # write_conf FILE PRIORITY VERSION ADVERT_INT [PASSWORD [PASS|AH]]: one instance VI_1 (VRID 51) owning the VIP, a
