@@ -41,32 +41,25 @@ extension Director {
     /// the master starts; any other state: the other way round (as keepalived does).
     func syncFollow(_ name: String, _ to: VRRPStateMachine.State) {
         guard let config = vrrpPlan.syncDaemon, vrrpPlan.syncInstance == name, to != .initialize else { return }
-        let role: SyncDaemonState = to == .master ? .master : .backup
-        let other: SyncDaemonState = role == .master ? .backup : .master
-        var c = config
-        c.state = role
-        guard let mtu = session.interfaceMTU(c.interface) else {
-            logger.error("lvs_sync_daemon: no interface \(c.interface)")
-            return
-        }
-        let wanted = SyncDaemonStatus(c, interfaceMTU: mtu)
-        state.withTable { t in
-            if t.syncDaemon(other) != nil { try? t.stopSyncDaemon(other) }
-            if let running = t.syncDaemon(role), running != wanted { try? t.stopSyncDaemon(role) }
-            if t.syncDaemon(role) == nil { try? t.startSyncDaemon(wanted) }
-        }
-        _ = reconcileSync()
+        syncRun(config, as: to == .master ? [.master] : [.backup], stopping: to == .master ? [.backup] : [.master])
     }
 
     /// lvs_sync_daemon without a VRRP instance: a master and a backup daemon, both always on.
     func syncStartBoth() {
         guard let config = vrrpPlan.syncDaemon, vrrpPlan.syncInstance == nil else { return }
+        syncRun(config, as: [.master, .backup], stopping: [])
+    }
+
+    /// The table runs `config` in each of `roles` (restarted if it ran otherwise) and none of
+    /// `others`; then the threads follow the table.
+    private func syncRun(_ config: SyncDaemonConfig, as roles: [SyncDaemonState], stopping others: [SyncDaemonState]) {
         guard let mtu = session.interfaceMTU(config.interface) else {
             logger.error("lvs_sync_daemon: no interface \(config.interface)")
             return
         }
         state.withTable { t in
-            for role in [SyncDaemonState.master, .backup] {
+            for role in others where t.syncDaemon(role) != nil { try? t.stopSyncDaemon(role) }
+            for role in roles {
                 var c = config
                 c.state = role
                 let wanted = SyncDaemonStatus(c, interfaceMTU: mtu)
@@ -81,11 +74,7 @@ extension Director {
     /// daemons it started stop.
     func syncConfigurationChanged(from old: VRRPPlan, to new: VRRPPlan) {
         guard old.syncDaemon != nil, old.syncDaemon != new.syncDaemon || old.syncInstance != new.syncInstance else { return }
-        state.withTable { t in
-            try? t.stopSyncDaemon(.master)
-            try? t.stopSyncDaemon(.backup)
-        }
-        _ = reconcileSync()
+        stopSync()
     }
 
     /// Stops every daemon (a master sends what it holds first).

@@ -107,12 +107,6 @@ public final class SyncDaemon: @unchecked Sendable {
         for _ in 0..<200 where !finished.withLockedValue({ $0 }) { usleep(5000) }
     }
 
-    static func now() -> Int64 {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec)
-    }
-
     private func run() {
         lvs_name_thread(status.isMaster ? "lvsd-sync-m" : "lvsd-sync-b")
         defer { finished.withLockedValue { $0 = true } }
@@ -139,7 +133,7 @@ public final class SyncDaemon: @unchecked Sendable {
         while true {
             let done = stopping.withLockedValue { $0 }
             state.withTable { $0.takeSyncQueue(into: &batch) }
-            let now = Self.now()
+            let now = state.now
             for s in batch {
                 if writer.isEmpty { startedAt = now }
                 if let full = writer.append(s) {

@@ -153,7 +153,6 @@ public enum SyncMessage {
         var sequence: SyncSequence?
         var peData: [UInt8]?
         var peName: String?
-        var mandatoryUnknown = false
         while p < end {
             guard p + 2 <= end else { return .refuse(.badOption) }
             let optionType = b[p]
@@ -171,13 +170,11 @@ public enum SyncMessage {
                 guard length <= persistenceNameMaximum, peName == nil else { return .refuse(.badOption) }
                 peName = String(decoding: b[p..<(p + length)], as: UTF8.self)
             default:
-                // The kernel stops reading the entry at an unknown mandatory option.
-                if optionType & optionSkippable == 0 { mandatoryUnknown = true }
+                // The kernel stops reading the entry at an unknown mandatory option and drops it.
+                if optionType & optionSkippable == 0 { return .skip(.mandatoryOption) }
             }
-            if mandatoryUnknown { break }
             p += length
         }
-        if mandatoryUnknown { return .skip(.mandatoryOption) }
         let flags = be32(b, start + 4) & SyncedConnection.backupMask | ConnectionFlags.sync.rawValue
         let address: (Int) -> IPAddress = { o in
             v6 ? IPAddress(v6High: be64(b, o), low: be64(b, o + 8)) : IPAddress(v4: be32(b, o))
