@@ -48,6 +48,12 @@ public struct CheckerState: Hashable, Sendable {
     public private(set) var dynamicWeight: Int32?
     /// Why the last probe failed (for listings and the log line of a transition).
     public private(set) var lastFailure: String?
+    /// Probes run, those that failed, and up/down changes, since the checker started (kept across
+    /// reloads with its state); when the last probe ended.
+    public private(set) var probes: UInt64 = 0
+    public private(set) var failedProbes: UInt64 = 0
+    public private(set) var transitions: UInt64 = 0
+    public private(set) var lastProbe: Instant?
 
     public enum Transition: Hashable, Sendable {
         case up
@@ -67,12 +73,15 @@ public struct CheckerState: Hashable, Sendable {
 
     /// Records a probe's result and schedules the next; returns the change it makes, if any.
     public mutating func record(_ result: ProbeResult, at now: Instant) -> Transition? {
+        probes &+= 1
+        lastProbe = now
         switch result {
         case .success, .successWithWeight:
             lastFailure = nil
             failures = 0
             nextProbe = now + timing.delayLoop
             var transition: Transition? = isUp ? nil : .up
+            if !isUp { transitions &+= 1 }
             if case .successWithWeight(let w) = result, w != dynamicWeight {
                 dynamicWeight = w
                 if transition == nil { transition = .weight(w) }
@@ -82,6 +91,7 @@ public struct CheckerState: Hashable, Sendable {
         case .failure(let why):
             lastFailure = why
             failures &+= 1
+            failedProbes &+= 1
             // keepalived retries `retry` times before it calls a real server down; a server that
             // is already down is simply probed again every delay_loop.
             if isUp && failures <= timing.retry {
@@ -91,6 +101,7 @@ public struct CheckerState: Hashable, Sendable {
             nextProbe = now + timing.delayLoop
             guard isUp else { return nil }
             isUp = false
+            transitions &+= 1
             return .down(why)
         }
     }

@@ -58,11 +58,24 @@ public final class HealthMonitor: @unchecked Sendable {
     private var generation = 0
     private var random: UInt64 = 0x9E37_79B9_7F4A_7C15
     private var report: @Sendable (Int, [ServiceHealth.Action]) -> Void = { _, _ in }
+    /// Gets each transition's log line too (the director's event log).
+    let note: @Sendable (String) -> Void
 
-    public init(loop: EventLoop, logger: Logger, maximumInFlight: Int = 256) {
+    public init(loop: EventLoop, logger: Logger, maximumInFlight: Int = 256, note: @escaping @Sendable (String) -> Void = { _ in }) {
         self.loop = loop
         self.logger = logger
         self.maximumInFlight = maximumInFlight
+        self.note = note
+    }
+
+    private func tell(_ line: String, reason: String? = nil) {
+        if let reason {
+            logger.info("\(line)", metadata: ["reason": "\(reason)"])
+            note("\(line) (\(reason))")
+        } else {
+            logger.info("\(line)")
+            note(line)
+        }
     }
 
     /// Replaces what is checked. A checker with the same identity as a running one keeps its state
@@ -156,25 +169,25 @@ public final class HealthMonitor: @unchecked Sendable {
         let target = "[\(c.spec.target.address)]:tcp:\(c.spec.target.port)"
         switch transition {
         case .down(let why):
-            logger.info("\(c.label) connection to \(target) failed.", metadata: ["reason": "\(why)"])
+            tell("\(c.label) connection to \(target) failed.", reason: why)
         case .up:
-            logger.info("\(c.label) connection to \(target) success.")
+            tell("\(c.label) connection to \(target) success.")
         case .weight(let w):
-            logger.info("\(c.label) check of \(target) sets weight \(w).")
+            tell("\(c.label) check of \(target) sets weight \(w).")
         }
         let actions = services[c.service].checker(c.index, of: c.server, transition)
         let n = names[c.service]
         for action in actions {
             switch action {
-            case .serve(let s, _): logger.info("Adding service \(n.servers[s]) to VS \(n.service)")
+            case .serve(let s, _): tell("Adding service \(n.servers[s]) to VS \(n.service)")
             case .withdraw(let s, let inhibit):
-                logger.info("Removing \(inhibit ? "(inhibited) " : "")service \(n.servers[s]) from VS \(n.service)")
+                tell("Removing \(inhibit ? "(inhibited) " : "")service \(n.servers[s]) from VS \(n.service)")
             case .quorumLost:
                 let h = services[c.service]
-                logger.info("Lost quorum \(h.quorum)-\(h.hysteresis)=\(Int64(h.quorum) - Int64(h.hysteresis)) > \(h.liveWeight) for VS \(n.service)")
+                tell("Lost quorum \(h.quorum)-\(h.hysteresis)=\(Int64(h.quorum) - Int64(h.hysteresis)) > \(h.liveWeight) for VS \(n.service)")
             case .quorumRegained:
                 let h = services[c.service]
-                logger.info("Gained quorum \(h.quorum)+\(h.hysteresis)=\(Int64(h.quorum) + Int64(h.hysteresis)) <= \(h.liveWeight) for VS \(n.service)")
+                tell("Gained quorum \(h.quorum)+\(h.hysteresis)=\(Int64(h.quorum) + Int64(h.hysteresis)) <= \(h.liveWeight) for VS \(n.service)")
             }
         }
         if !actions.isEmpty { report(c.service, actions) }
@@ -183,5 +196,22 @@ public final class HealthMonitor: @unchecked Sendable {
     /// The current health of every service (on the loop).
     public func snapshot() -> EventLoopFuture<[ServiceHealth]> {
         loop.submit { self.services }
+    }
+
+    /// One checker as the metrics and the dashboard show it.
+    public struct CheckerStatus: Sendable, Hashable {
+        public var service: Int
+        public var server: Int
+        /// keepalived's name for its kind (`TCP`, `HTTP`, ...) and what it probes.
+        public var label: String
+        public var target: Endpoint
+        public var state: CheckerState
+    }
+
+    /// Every checker running, in configuration order (on the loop; call from it).
+    public var checkerStatuses: [CheckerStatus] {
+        zip(checkers, states).map { c, s in
+            CheckerStatus(service: c.service, server: c.server, label: c.label, target: c.spec.target, state: s)
+        }
     }
 }

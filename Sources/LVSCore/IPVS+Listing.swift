@@ -13,6 +13,8 @@ public struct RealServerSnapshot: Sendable, Hashable {
     public var isOverloaded: Bool
     public var counters: Counters
     public var rates: Rates
+    /// The counters since the real server was added, which `-Z` does not reset (for metrics).
+    public var totals: Counters
 }
 
 /// A virtual service as listings show it, with its real servers in kernel list order (newest first).
@@ -20,6 +22,8 @@ public struct ServiceSnapshot: Sendable, Hashable {
     public var config: VirtualService.Config
     public var counters: Counters
     public var rates: Rates
+    /// The counters since the service was added, which `-Z` does not reset (for metrics).
+    public var totals: Counters
     public var servers: [RealServerSnapshot]
 }
 
@@ -65,38 +69,45 @@ extension IPVS {
         var config = slot.config
         config.flags.remove(.hashed)
         return ServiceSnapshot(
-            config: config, counters: slot.stats.counters, rates: slot.stats.rates,
+            config: config, counters: slot.stats.counters, rates: slot.stats.rates, totals: slot.stats.totals,
             servers: slot.members.map { m in
                 let s = servers[Int(m)]
                 return RealServerSnapshot(
                     config: s.config, activeConnections: s.activeConnections, inactiveConnections: s.inactiveConnections,
                     persistentConnections: s.persistentConnections, isOverloaded: s.isOverloaded,
-                    counters: s.stats.counters, rates: s.stats.rates)
+                    counters: s.stats.counters, rates: s.stats.rates, totals: s.stats.totals)
             })
     }
 
     /// Every connection and template, with the time left at `now`.
     public func connectionSnapshots(now: Int64) -> [ConnectionSnapshot] {
-        connections.liveIndices.map { i in
-            let e = connections.entry(i)
-            let flags = ConnectionFlags(rawValue: e.hot.flags)
-            let name: String
-            if flags.contains(.template) {
-                name = e.hot.state == TemplateState.assured.rawValue ? "ASSURED" : "NONE"
-            } else {
-                switch e.hot.protocolNumber {
-                case IPProtocol.tcp.rawValue: name = TCPState(rawValue: e.hot.state)?.name ?? "ERR!"
-                case IPProtocol.udp.rawValue: name = "UDP"
-                case IPProtocol.sctp.rawValue: name = SCTPState(rawValue: e.hot.state)?.name ?? "ERR!"
-                case 0: name = "NONE"
-                default: name = "ERR!"
-                }
+        connections.liveIndices.map { connectionSnapshot($0, now: now) }
+    }
+
+    /// A page of them: entries `offset ..< offset + limit` in the order of the full listing.
+    public func connectionSnapshots(now: Int64, offset: Int, limit: Int) -> [ConnectionSnapshot] {
+        connections.liveIndices(offset: offset, limit: limit).map { connectionSnapshot($0, now: now) }
+    }
+
+    private func connectionSnapshot(_ i: Int32, now: Int64) -> ConnectionSnapshot {
+        let e = connections.entry(i)
+        let flags = ConnectionFlags(rawValue: e.hot.flags)
+        let name: String
+        if flags.contains(.template) {
+            name = e.hot.state == TemplateState.assured.rawValue ? "ASSURED" : "NONE"
+        } else {
+            switch e.hot.protocolNumber {
+            case IPProtocol.tcp.rawValue: name = TCPState(rawValue: e.hot.state)?.name ?? "ERR!"
+            case IPProtocol.udp.rawValue: name = "UDP"
+            case IPProtocol.sctp.rawValue: name = SCTPState(rawValue: e.hot.state)?.name ?? "ERR!"
+            case 0: name = "NONE"
+            default: name = "ERR!"
             }
-            let expires = connections.time(ofTick: e.hot.deadline) - now
-            return ConnectionSnapshot(
-                protocolNumber: e.hot.protocolNumber, client: Endpoint(e.client, e.hot.clientPort),
-                virtual: Endpoint(e.virtual, e.hot.virtualPort), destination: Endpoint(e.destination, e.hot.destinationPort),
-                flags: flags, stateName: name, expiresIn: max(0, expires / 1_000_000), fwmark: e.cold.fwmark)
         }
+        let expires = connections.time(ofTick: e.hot.deadline) - now
+        return ConnectionSnapshot(
+            protocolNumber: e.hot.protocolNumber, client: Endpoint(e.client, e.hot.clientPort),
+            virtual: Endpoint(e.virtual, e.hot.virtualPort), destination: Endpoint(e.destination, e.hot.destinationPort),
+            flags: flags, stateName: name, expiresIn: max(0, expires / 1_000_000), fwmark: e.cold.fwmark)
     }
 }

@@ -32,6 +32,17 @@ import Testing
         #expect(c.isUp && c.failures == 0 && c.nextProbe == now + 6 * s)
     }
 
+    @Test func probesFailuresAndTransitionsAreCounted() {
+        var c = CheckerState(timing: CheckTiming(delayLoop: 6 * s, retry: 1, delayBeforeRetry: s, warmup: 0, timeout: s), alpha: false, now: 0)
+        #expect(c.probes == 0 && c.lastProbe == nil)
+        let results: [ProbeResult] = [.success, .failure("refused"), .failure("refused"), .failure("refused"), .success, .success]
+        for (i, r) in results.enumerated() { _ = c.record(r, at: Instant(i) * s) }
+        #expect(c.probes == 6)
+        #expect(c.failedProbes == 3)
+        #expect(c.transitions == 2, "down once (after the retry), up once")
+        #expect(c.lastProbe == 5 * s)
+    }
+
     @Test func aSuccessBetweenFailuresStartsTheCountAgain() {
         var c = CheckerState(timing: CheckTiming(delayLoop: 6 * s, retry: 1, delayBeforeRetry: s), alpha: false, now: 0)
         #expect(c.record(.failure("x"), at: 0) == nil)

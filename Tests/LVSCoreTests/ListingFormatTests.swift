@@ -108,7 +108,7 @@ import Testing
 
     @Test func statsLineFromTheReference() {
         // The reference's [bin] line: UDP 10.0.0.1:53 with 123456789 conns, 1e9 in-packets, …
-        var s = ServiceSnapshot(config: VirtualService.Config(key: udp("10.0.0.1:53")), counters: Counters(), rates: Rates(), servers: [])
+        var s = ServiceSnapshot(config: VirtualService.Config(key: udp("10.0.0.1:53")), counters: Counters(), rates: Rates(), totals: Counters(), servers: [])
         s.counters = Counters(connections: 123_456_789, inPackets: 1_000_000_000, outPackets: 99_999_999,
                               inBytes: 123_456_789_012, outBytes: 100_000_000_000_000)
         #expect(ListingFormat().serviceLine(s, .stats)
@@ -117,7 +117,7 @@ import Testing
             == "UDP  10.0.0.1:53                  123456789 1000000000 99999999 123456789012 100000000000000\n")
         // A real server with 5000000000 connections shows it modulo 2^32, as ipvsadm 1.31 does.
         var r = RealServerSnapshot(config: RealServerConfig(ep("192.168.1.10:53")), activeConnections: 0, inactiveConnections: 0,
-                                   persistentConnections: 0, isOverloaded: false, counters: Counters(), rates: Rates())
+                                   persistentConnections: 0, isOverloaded: false, counters: Counters(), rates: Rates(), totals: Counters())
         r.counters.connections = 5_000_000_000
         #expect(ListingFormat().serverLine(r, of: udp("10.0.0.1:53"), .stats).hasPrefix("  -> 192.168.1.10:53               705032K"))
     }

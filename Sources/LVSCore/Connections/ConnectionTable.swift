@@ -121,6 +121,21 @@ struct ConnectionTable {
     func id(_ i: Int32) -> ConnectionID { ConnectionID(index: i, generation: storage.hot[Int(i)].generation) }
 
     /// Indices of the live entries (for listings; allocates).
+    /// The live entries `offset ..< offset + limit`, in the order `liveIndices` gives them.
+    func liveIndices(offset: Int, limit: Int) -> [Int32] {
+        var out: [Int32] = []
+        var skipped = 0
+        for i in ConnectionTable.wheelSlots..<storage.highWater where storage.hot[i].families & 0x80 != 0 {
+            if skipped < offset {
+                skipped += 1
+                continue
+            }
+            guard out.count < limit else { break }
+            out.append(Int32(i))
+        }
+        return out
+    }
+
     var liveIndices: [Int32] {
         var out: [Int32] = []
         out.reserveCapacity(count)
