@@ -55,13 +55,21 @@ let package = Package(
             dependencies: ["LVSCore", "LVSPacket", "LVSState", "LinuxNet", "CLinux", .product(name: "Logging", package: "swift-log"),
                            .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
         ),
+        // lvsd --http: /metrics (Prometheus text), /api/v1 (JSON) and the dashboard, on NIOHTTP1 (part of swift-nio).
+        .target(
+            name: "Observability",
+            dependencies: ["LVSCore", "ControlAPI", "HealthCheck", "VRRP", "LVSSync", .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]
+        ),
         .target(
             name: "Director",
-            dependencies: ["LVSCore", "LVSState", "ControlAPI", "LVSProxyEngine", "LVSPacketEngine", "KeepalivedConfig", "HealthCheck", "VRRP", "LVSSync",
+            dependencies: ["LVSCore", "LVSState", "ControlAPI", "LVSProxyEngine", "LVSPacket", "LVSPacketEngine", "KeepalivedConfig", "HealthCheck", "VRRP", "LVSSync",
+                           "Observability",
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]
         ),
-        .executableTarget(name: "lvsd", dependencies: ["Director", "LVSProxyEngine", "LVSPacketEngine", "LinuxNet", "KeepalivedConfig", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "lvsd", dependencies: ["Director", "LVSProxyEngine", "LVSPacketEngine", "LinuxNet", "KeepalivedConfig", "Observability", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "ipvsadm", dependencies: ["ControlAPI"]),
         .executableTarget(name: "genhash", dependencies: ["HealthCheck", "LVSCore", .product(name: "NIOCore", package: "swift-nio"),
                                                           .product(name: "NIOPosix", package: "swift-nio")]),
@@ -83,7 +91,9 @@ let package = Package(
         .executableTarget(name: "ConfigReloadBenchmark", dependencies: ["KeepalivedConfig", "LVSCore"], path: "Benchmarks/ConfigReloadBenchmark"),
 
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "LVSCore"]),
-        .testTarget(name: "DirectorTests", dependencies: ["Director", "ControlAPI", "LVSCore", "LVSProxyEngine", "KeepalivedConfig", "VRRP"]),
+        .testTarget(name: "DirectorTests", dependencies: ["Director", "ControlAPI", "LVSCore", "LVSProxyEngine", "KeepalivedConfig", "VRRP", "Observability"]),
+        .testTarget(name: "ObservabilityTests", dependencies: ["Observability", "LVSCore", "HealthCheck", "VRRP", "LVSSync",
+                                                               .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "HealthCheckTests", dependencies: ["HealthCheck", "LVSCore", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "VRRPTests", dependencies: ["VRRP", "LVSCore"]),
         .testTarget(name: "LVSSyncTests", dependencies: ["LVSSync", "LVSCore", "ControlAPI"], exclude: ["Oracle"]),

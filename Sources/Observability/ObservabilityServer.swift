@@ -1,0 +1,231 @@
+import LVSCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Where the endpoint's facts come from (the director). `view` gathers on the director's loop and
+/// may complete on any loop; rendering happens on the server's own.
+public protocol ObservabilitySource: Sendable {
+    func view() -> EventLoopFuture<DirectorView>
+    /// Entries `offset ..< offset + limit` of the connection table, and how many there are.
+    func connections(offset: Int, limit: Int) -> EventLoopFuture<(total: Int, page: [ConnectionSnapshot])>
+    var events: EventLog { get }
+}
+
+/// `lvsd --http ADDR:PORT`: `/metrics`, `/api/v1/...` and the dashboard, read-only, on NIOHTTP1.
+///
+/// It runs on its own event loop, so neither a slow client nor rendering a large page holds up
+/// the control loop or the engine. Each client is bounded: the request head and body are limited,
+/// a connection idle for `idleTimeout` is closed, a response the client does not take within
+/// `writeTimeout` closes the connection, and at most `maximumConnections` are served at once
+/// (more are closed on accept).
+public final class ObservabilityServer: Sendable {
+    public struct Limits: Sendable {
+        public var maximumConnections = 64
+        public var maximumBody = 16 << 10
+        public var idleTimeout: TimeAmount = .seconds(30)
+        public var writeTimeout: TimeAmount = .seconds(30)
+
+        public init() {}
+    }
+
+    let group: EventLoopGroup
+    let source: ObservabilitySource
+    let logger: Logger
+    let limits: Limits
+    private let channel = NIOLockedValueBox<Channel?>(nil)
+    let open = NIOLockedValueBox(0)
+    let answered = NIOLockedValueBox<[Int: UInt64]>([:])
+
+    public init(group: EventLoopGroup, source: ObservabilitySource, logger: Logger, limits: Limits = Limits()) {
+        self.group = group
+        self.source = source
+        self.logger = logger
+        self.limits = limits
+    }
+
+    /// Binds and serves; the future gives the address bound (port 0 picks one).
+    public func start(host: String, port: Int) -> EventLoopFuture<SocketAddress> {
+        let server = self
+        return ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 128)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                let admitted = server.open.withLockedValue { n -> Bool in
+                    guard n < server.limits.maximumConnections else { return false }
+                    n += 1
+                    return true
+                }
+                guard admitted else { return channel.close() }
+                channel.closeFuture.whenComplete { _ in server.open.withLockedValue { $0 -= 1 } }
+                return channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                    try sync.addHandler(IdleStateHandler(allTimeout: server.limits.idleTimeout))
+                    try sync.addHandler(ObservabilityHandler(server: server))
+                }
+            }
+            .bind(host: host, port: port)
+            .map { bound in
+                server.channel.withLockedValue { $0 = bound }
+                return bound.localAddress!
+            }
+    }
+
+    public func stop() -> EventLoopFuture<Void> {
+        guard let c = channel.withLockedValue({ $0 }) else { return group.next().makeSucceededVoidFuture() }
+        return c.close()
+    }
+
+    func count(_ status: Int) {
+        answered.withLockedValue { $0[status, default: 0] += 1 }
+    }
+
+    var requestCounts: [DirectorView.LabelledCount] {
+        answered.withLockedValue { $0 }.sorted { $0.key < $1.key }.map { DirectorView.LabelledCount("\($0.key)", $0.value) }
+    }
+
+    /// The answer to one request: status, content type and body (HEAD sends the head only).
+    struct Answer {
+        var status: Int
+        var contentType: String
+        var body: [UInt8]
+        var allow = false
+
+        static func json(_ body: [UInt8]) -> Answer { Answer(status: 200, contentType: "application/json", body: body) }
+
+        static func problem(_ p: HTTPRoute.Problem) -> Answer {
+            var a = Answer(status: p.status, contentType: "application/json", body: APIDocuments.problem(p))
+            a.allow = p.status == 405
+            return a
+        }
+    }
+
+    /// What `route` answers (on any loop: the view is gathered by the source, rendered here).
+    func answer(_ route: HTTPRoute, on loop: EventLoop) -> EventLoopFuture<Answer> {
+        switch route {
+        case .dashboard:
+            return loop.makeSucceededFuture(Answer(status: 200, contentType: "text/html; charset=utf-8", body: Dashboard.page))
+        case .events(let after, let limit):
+            let (events, next) = source.events.events(after: after, limit: limit)
+            return loop.makeSucceededFuture(.json(APIDocuments.events(events, next: next)))
+        case .connections(let offset, let limit):
+            return source.connections(offset: offset, limit: limit).hop(to: loop).map { total, page in
+                .json(APIDocuments.connections(page, total: total, offset: offset, limit: limit))
+            }
+        case .metrics, .index, .status, .services, .checkers, .vrrp, .sync:
+            return source.view().hop(to: loop).map { view in
+                switch route {
+                case .metrics:
+                    var v = view
+                    v.httpRequests = self.requestCounts
+                    return Answer(status: 200, contentType: MetricsPage.contentType, body: MetricsPage.render(v))
+                case .index: return .json(APIDocuments.index(view))
+                case .status: return .json(APIDocuments.status(view))
+                case .services: return .json(APIDocuments.services(view))
+                case .checkers: return .json(APIDocuments.checkers(view))
+                case .vrrp: return .json(APIDocuments.vrrp(view))
+                default: return .json(APIDocuments.sync(view))
+                }
+            }
+        }
+    }
+}
+
+/// One client connection: requests in order (pipelined ones wait their turn), one answer each.
+final class ObservabilityHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let server: ObservabilityServer
+    private var head: HTTPRequestHead?
+    private var bodyBytes = 0
+    private var refused: HTTPRoute.Problem?
+
+    init(server: ObservabilityServer) { self.server = server }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            bodyBytes = 0
+            refused = nil
+        case .body(let chunk):
+            bodyBytes += chunk.readableBytes
+            if bodyBytes > server.limits.maximumBody && refused == nil {
+                refused = HTTPRoute.Problem(413, "request body over \(server.limits.maximumBody) bytes")
+            }
+        case .end:
+            guard let h = head else { return }
+            head = nil
+            respond(to: h, context: context)
+        }
+    }
+
+    private func respond(to request: HTTPRequestHead, context: ChannelHandlerContext) {
+        let loop = context.eventLoop
+        let channel = context.channel
+        let route: Result<HTTPRoute, HTTPRoute.Problem> = refused.map { .failure($0) }
+            ?? HTTPRoute.resolve(method: request.method.rawValue, target: request.uri)
+        let answer: EventLoopFuture<ObservabilityServer.Answer>
+        switch route {
+        case .failure(let p): answer = loop.makeSucceededFuture(.problem(p))
+        case .success(let r): answer = server.answer(r, on: loop)
+        }
+        let keepAlive = request.isKeepAlive && refused == nil
+        let headOnly = request.method == .HEAD
+        // Every answer future completes on this channel's loop.
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: loop)
+        answer.whenComplete { result in
+            let a: ObservabilityServer.Answer
+            switch result {
+            case .success(let ok): a = ok
+            case .failure(let error): a = .problem(HTTPRoute.Problem(503, "lvsd could not gather the answer: \(error)"))
+            }
+            bound.value.handler.write(a, keepAlive: keepAlive, headOnly: headOnly, version: request.version, context: bound.value.context, channel: channel)
+        }
+    }
+
+    private func write(_ a: ObservabilityServer.Answer, keepAlive: Bool, headOnly: Bool, version: HTTPVersion,
+                       context: ChannelHandlerContext, channel: Channel) {
+        server.count(a.status)
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: a.contentType)
+        headers.add(name: "Content-Length", value: "\(a.body.count)")
+        headers.add(name: "Cache-Control", value: "no-store")
+        headers.add(name: "X-Content-Type-Options", value: "nosniff")
+        if a.contentType.hasPrefix("text/html") {
+            // The dashboard is self-contained: nothing from elsewhere, no inline handlers.
+            headers.add(name: "Content-Security-Policy", value: "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:")
+        }
+        if a.allow { headers.add(name: "Allow", value: "GET, HEAD") }
+        headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: a.status), headers: headers))), promise: nil)
+        if !headOnly && !a.body.isEmpty {
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: a.body)))), promise: nil)
+        }
+        let done = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
+        // A client that does not take the answer in time loses its connection.
+        let timeout = context.eventLoop.scheduleTask(in: server.limits.writeTimeout) { channel.close(promise: nil) }
+        done.futureResult.whenComplete { result in
+            timeout.cancel()
+            if case .failure = result { channel.close(promise: nil) } else if !keepAlive { channel.close(promise: nil) }
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
