@@ -69,7 +69,10 @@ extension Director {
                 }.cascade(to: promise)
             }
         }
-        return promise.futureResult
+        return promise.futureResult.map { outcome in
+            self.noteLoad(outcome, path: path)
+            return outcome
+        }
     }
 
     /// Reads the configuration file given at start again (SIGHUP, `lvsd reload`).

@@ -17,6 +17,7 @@ extension Director {
             daemon.stop()
             syncRunning[role] = nil
             logger.info("Stopping IPVS sync daemon", metadata: ["state": "\(role)", "interface": "\(daemon.status.interface)"])
+            events.record(.sync, "Stopping IPVS sync daemon (\(role), \(daemon.status.interface), syncid \(daemon.status.syncID))")
         }
         for status in wanted where syncRunning[status.state]?.status != status {
             do {
@@ -27,10 +28,12 @@ extension Director {
                     "state": "\(status.state)", "interface": "\(status.interface)", "syncid": "\(status.syncID)",
                     "group": "\(status.group):\(status.port)",
                 ])
+                events.record(.sync, "Starting IPVS sync daemon (\(status.state), \(status.interface), syncid \(status.syncID))")
             } catch {
                 if let role = SyncDaemonState(rawValue: status.state) { state.withTable { try? $0.stopSyncDaemon(role) } }
                 let message = "cannot start the \(status.state) sync daemon on \(status.interface): \(error)"
                 logger.error("\(message)")
+                events.record(.sync, message)
                 errors.append(message)
             }
         }

@@ -148,6 +148,7 @@ extension Director {
             vrrpStates[name] = to
             syncFollow(name, to)
             if unchanged { return }
+            events.record(.vrrp, "(\(name)) Entering \(to.rawValue) STATE (priority \(priority))")
             _ = notifyScripts(vrrpPlan.instanceNotify[name], kind: "INSTANCE", name: name, state: to.rawValue, priority: Int(priority),
                               timeout: Director.notifyTimeout)
             // ha_suspend: the services on this instance's addresses come and go with mastership.

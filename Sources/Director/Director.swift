@@ -10,7 +10,9 @@ import LVSSync
 import Logging
 import NIOCore
 import NIOPosix
+import Observability
 import VRRP
+import Foundation
 
 /// The director: owns the virtual server table, runs the forwarding engine (whose first worker keeps
 /// the table's clocks: expiry, rates), applies keepalived.conf, and answers ipvsadm over the control
@@ -33,7 +35,7 @@ public final class Director: @unchecked Sendable {
     var health: [ServiceHealth] = []
     /// The names and scripts that go with `health`.
     var roster: [Roster.Service] = []
-    lazy var monitor = HealthMonitor(loop: state.loop, logger: logger)
+    lazy var monitor = HealthMonitor(loop: state.loop, logger: logger) { [events] line in events.record(.health, line) }
     /// Table changes are applied one after the other (a reload and a checker may both want one).
     var applying: EventLoopFuture<Void>?
     /// With `--engine packet`: it forwards every service, and the proxy serves none.
@@ -51,6 +53,10 @@ public final class Director: @unchecked Sendable {
     let vrrpQueue = DispatchQueue(label: "lvsd-vrrp")
     /// The sync daemons running, by state (control loop only).
     var syncRunning: [String: SyncDaemon] = [:]
+    /// What happened, for the dashboard and /api/v1/events; configuration loads (control loop only).
+    public let events = EventLog()
+    var loads = DirectorView.Reloads()
+    let startTime = Date().timeIntervalSince1970
 
     /// - Parameter loops: the worker event loops; the first also runs the control plane.
     public init(loops: [EventLoop], settings: IPVSSettings = IPVSSettings(), logger: Logger,
@@ -139,6 +145,7 @@ public final class Director: @unchecked Sendable {
                 }
                 self.engine.stopListening(self.engine.listeningKeys.subtracting(keys))
                 self.tableChanged()
+                if output.exitCode == 0 { self.events.record(.config, Director.commandEvent(request)) }
                 let refused = self.reconcileSync()
                 if !refused.isEmpty {
                     output.stderr += refused.map { "lvsd: \($0)\n" }.joined()
@@ -147,6 +154,16 @@ public final class Director: @unchecked Sendable {
                 return output
             }
         }
+    }
+
+    /// How a table change from ipvsadm reads in the event log (a restore by its rule count).
+    static func commandEvent(_ request: ControlRequest) -> String {
+        let args = request.argv.dropFirst()
+        if args.contains(where: { $0 == "-R" || $0 == "--restore" }) {
+            let rules = request.stdin.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }.count
+            return "ipvsadm \(args.joined(separator: " ")) (\(rules) rule\(rules == 1 ? "" : "s"))"
+        }
+        return "ipvsadm \(args.joined(separator: " "))"
     }
 
     /// Applies an ipvsadm command line from code (demo set-up, tests); fails with its stderr.

@@ -10,6 +10,7 @@ import LinuxNet
 import Logging
 import NIOCore
 import NIOPosix
+import Observability
 
 #if canImport(Glibc)
 import Glibc
@@ -25,7 +26,10 @@ let usage = """
            lvsd realserver start|stop|run ...
                               a DR/TUN real server's set-up (lvsd realserver --help)
     Options:
-      -f, --use-file PATH     keepalived configuration file (keepalived.conf); SIGHUP reloads it
+      -f, --use-file PATH     keepalived configuration file (keepalived.conf); SIGHUP reloads it.
+                              Without -f: $LVSD_CONFIG if set (empty: none), else
+                              /etc/keepalived/keepalived.conf, else /etc/swiftlvs/keepalived.conf,
+                              whichever exists; with none, the table is driven by ipvsadm alone
       -t, --config-test[=PATH]
                               check the configuration (-f, or PATH, or
                               /etc/keepalived/keepalived.conf), print what is wrong, exit 0 if valid
@@ -41,6 +45,8 @@ let usage = """
                               them; default 1)
           --packet-poll-us N  packet engine: after traffic, poll the sockets for N microseconds
                               before sleeping (default 200; 0 sleeps at once)
+          --http ADDR:PORT    serve /metrics (Prometheus), /api/v1 (JSON) and the dashboard (/)
+                              on ADDR:PORT, read-only (e.g. 127.0.0.1:9180; [::1]:9180)
           --control PATH      control socket (also LVSD_SOCKET; default /run/lvsd.sock as root,
                               otherwise $XDG_RUNTIME_DIR/lvsd.sock or /tmp/lvsd-UID.sock)
       -n, --dont-fork         stay in the foreground (lvsd always does)
@@ -76,6 +82,7 @@ var packetNice: Int32 = 0
 var packetPoll = 200
 var packetThreads = 1
 var controlPath: String?
+var httpAddress: (host: String, port: Int)?
 var detail = false
 var demo = false
 var workers = 1
@@ -105,6 +112,10 @@ while let arg = args.popFirst() {
     case "--json" where statusRequest != nil: statusRequest = "status-json"
     case "--engine": engineName = inline ?? value(name)
     case "--control": controlPath = inline ?? value(name)
+    case "--http":
+        let text = inline ?? value(name)
+        guard let address = HTTPAddress.parse(text) else { fail("--http takes ADDR:PORT (127.0.0.1:9180, [::1]:9180), not '\(text)'") }
+        httpAddress = address
     case "--interface", "-I": interfaces += (inline ?? value(name)).split(separator: ",").map(String.init)
     case "--packet-nice":
         guard let n = Int32(inline ?? value(name)), (-20...19).contains(n) else { fail("--packet-nice takes a number from -20 to 19") }
@@ -151,7 +162,7 @@ if reloadRequest || statusRequest != nil {
 
 if configTest || dumpConfig {
     // keepalived's -t: findings on stderr in its words, exit 0 only for a file with none.
-    let file = configFile ?? "/etc/keepalived/keepalived.conf"
+    let file = configFile ?? DefaultConfiguration.find(environment: ProcessInfo.processInfo.environment) ?? DefaultConfiguration.paths[0]
     var environment = HostFacts.environment
     if let configID { environment.configID = configID }
     let loaded = KeepalivedConfiguration.load(file, fileSystem: DiskConfigFiles(), environment: environment)
@@ -170,10 +181,20 @@ default: fail("unknown engine \(engineName) (proxy, packet or kernel)")
 }
 
 let logLevel: Logger.Level = detail ? .debug : .info
+// Under systemd, stderr is the journal: levels as <N> prefixes, no second timestamp.
+let toJournal = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
 LoggingSystem.bootstrap { label in
+    if toJournal {
+        var handler = JournalLogHandler()
+        handler.logLevel = logLevel
+        return handler
+    }
     var handler = StreamLogHandler.standardError(label: label)
     handler.logLevel = logLevel
     return handler
+}
+if configFile == nil && !demo {
+    configFile = DefaultConfiguration.find(environment: ProcessInfo.processInfo.environment)
 }
 let logger = Logger(label: "lvsd")
 
@@ -208,6 +229,22 @@ do {
     fail("\(error)", code: 1)
 }
 logger.info("lvsd started", metadata: ["engine": "\(engineName)", "control": "\(path)", "workers": "\(workers)"])
+
+// The observability endpoint has its own event loop: its clients never wait on the control loop's
+// work, nor it on theirs.
+var observability: ObservabilityServer?
+if let httpAddress {
+    let httpGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let server = ObservabilityServer(group: httpGroup, source: director, logger: logger)
+    do {
+        let bound = try server.start(host: httpAddress.host, port: httpAddress.port).wait()
+        logger.info("HTTP endpoint ready", metadata: ["address": "\(bound)", "paths": "/ /metrics /api/v1"])
+        observability = server
+    } catch {
+        try? director.shutdown().wait()
+        fail("--http \(httpAddress.host):\(httpAddress.port): \(error)", code: 1)
+    }
+}
 
 if let configFile {
     var environment = HostFacts.environment
@@ -260,6 +297,8 @@ for sig in [SIGINT, SIGTERM] {
     let source = DispatchSource.makeSignalSource(signal: sig, queue: .main)
     source.setEventHandler {
         logger.info("stopping", metadata: ["signal": "\(sig)"])
+        SystemdNotify.send("STOPPING=1")
+        _ = observability?.stop()
         director.shutdown().whenComplete { _ in
             // Not from the event loop itself: hand the group's shutdown to the main queue.
             DispatchQueue.main.async {
@@ -274,7 +313,9 @@ for sig in [SIGINT, SIGTERM] {
 signal(SIGHUP, SIG_IGN)
 let hangUp = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .main)
 hangUp.setEventHandler {
+    SystemdNotify.send("RELOADING=1")
     director.reload().whenComplete { result in
+        SystemdNotify.send("READY=1")
         if case .success(let outcome) = result, outcome.applied {
             logger.info("configuration reloaded", metadata: ["changes": "\(outcome.changes.count)"])
         }
@@ -282,4 +323,5 @@ hangUp.setEventHandler {
 }
 hangUp.resume()
 signalSources.append(hangUp)
+SystemdNotify.send("READY=1\nSTATUS=serving")
 dispatchMain()

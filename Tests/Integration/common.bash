@@ -4,6 +4,8 @@
 bin=$(swift build --show-bin-path)
 work=$(mktemp -d)
 export LVSD_SOCKET=$work/lvsd.sock
+# lvsd without -f would read the host's /etc/keepalived/keepalived.conf: never in a test.
+export LVSD_CONFIG=
 pids=()
 cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT

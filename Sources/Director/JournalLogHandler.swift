@@ -1,0 +1,42 @@
+import Foundation
+import Logging
+
+/// Log lines for systemd's journal (stderr connected to it, `$JOURNAL_STREAM` set): no timestamp
+/// (the journal keeps its own), the level as an sd-daemon(3) `<N>` prefix so `journalctl -p`
+/// filters work, then the message as keepalived words it, and the metadata.
+public struct JournalLogHandler: LogHandler {
+    public var logLevel: Logger.Level = .info
+    public var metadata: Logger.Metadata = [:]
+    public var metadataProvider: Logger.MetadataProvider?
+    let write: @Sendable (String) -> Void
+
+    public init(write: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }) {
+        self.write = write
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    /// syslog priorities: err 3, warning 4, notice 5, info 6, debug 7.
+    static func priority(_ level: Logger.Level) -> Int {
+        switch level {
+        case .trace, .debug: return 7
+        case .info: return 6
+        case .notice: return 5
+        case .warning: return 4
+        case .error: return 3
+        case .critical: return 2
+        }
+    }
+
+    public func log(event: LogEvent) {
+        var all = metadata
+        if let extra = event.metadata { all.merge(extra) { _, new in new } }
+        let tail = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        // One journal entry per line: a message with newlines is folded.
+        let text = "\(event.message)".replacingOccurrences(of: "\n", with: " | ")
+        write("<\(Self.priority(event.level))>\(text)\(tail)\n")
+    }
+}
