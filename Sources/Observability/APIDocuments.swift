@@ -52,7 +52,7 @@ public enum APIDocuments {
     }
 
     public static func services(_ view: DirectorView) -> [UInt8] {
-        Array(ListingJSON.table(view.services, totals: view.totals).utf8)
+        Array(ListingJSON.table(ListingOrder.sorted(view.services), totals: view.totals).utf8)
     }
 
     struct ServiceRef: Encodable {

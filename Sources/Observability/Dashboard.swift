@@ -148,6 +148,9 @@ function statCells(row, s) {
   const st = s.stats;
   for (const v of [st.connectionsPerSecond, st.inPacketsPerSecond, st.outPacketsPerSecond, st.inBytesPerSecond, st.outBytesPerSecond]) cell(row, human(v), "num");
 }
+function healthText(checks) {
+  return checks.map(c => c.checker + " " + (c.up ? "up" : "DOWN: " + (c.lastFailure || "failed")) + ", " + ago(c.lastProbeAgeSeconds)).join("; ");
+}
 function renderTable(table, checkers, now) {
   const health = new Map();
   for (const c of checkers) {
@@ -182,9 +185,21 @@ function renderTable(table, checkers, now) {
       cell(row, rs.weight, "num");
       statCells(row, rs);
       cell(row, "").appendChild(spark(sample(key + ">" + name, rs.stats.connections, now)));
-      const text = checks.length === 0 ? "no checker"
-        : checks.map(c => c.checker + " " + (c.up ? "up" : "DOWN: " + (c.lastFailure || "failed")) + ", " + ago(c.lastProbeAgeSeconds)).join("; ");
-      cell(row, text, "health");
+      cell(row, checks.length === 0 ? "no checker" : healthText(checks), "health");
+      rows.push(row);
+    }
+    // Real servers a checker took out of the table are still shown, red, with why.
+    const listed = new Set(s.servers.map(rs => key + ">" + hostPort(rs.address, rs.port)));
+    for (const [hkey, checks] of health) {
+      if (!hkey.startsWith(key + ">") || listed.has(hkey)) continue;
+      const name = hkey.slice(key.length + 1);
+      const row = el("tr", "server down withdrawn");
+      row.dataset.server = name;
+      row.dataset.health = "down";
+      cell(row, "-> " + name, "addr");
+      cell(row, "withdrawn");
+      for (let i = 0; i < 9; i++) cell(row, "");
+      cell(row, healthText(checks), "health");
       rows.push(row);
     }
   }
