@@ -88,6 +88,9 @@ let package = Package(
         .executableTarget(name: "SyncBenchmark", dependencies: ["LVSSync", "LVSState", "LVSCore", .product(name: "NIOPosix", package: "swift-nio"),
                                                                 .product(name: "Logging", package: "swift-log")],
                           path: "Benchmarks/SyncBenchmark"),
+        .executableTarget(name: "MetricsBenchmark", dependencies: ["Observability", "ControlAPI", "LVSState", "LVSCore",
+                                                                   .product(name: "NIOPosix", package: "swift-nio")],
+                          path: "Benchmarks/MetricsBenchmark"),
         .executableTarget(name: "ConfigReloadBenchmark", dependencies: ["KeepalivedConfig", "LVSCore"], path: "Benchmarks/ConfigReloadBenchmark"),
 
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "LVSCore"]),

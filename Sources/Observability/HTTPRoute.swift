@@ -2,7 +2,9 @@
 /// the server answers a `Problem` with its status and message as they are.
 public enum HTTPRoute: Equatable, Sendable {
     case dashboard
-    case metrics
+    /// `backendRates`: also the per-real-server rate gauges (`?rates=all`; Prometheus's rate() over
+    /// the counters gives them otherwise, and a large farm's page is a third smaller without).
+    case metrics(backendRates: Bool)
     case index
     case status
     case services
@@ -54,7 +56,13 @@ public enum HTTPRoute: Equatable, Sendable {
         case "/", "/index.html":
             return allow(parameters, []).map { .dashboard }
         case "/metrics":
-            return allow(parameters, []).map { .metrics }
+            return allow(parameters, ["rates"]).flatMap { _ in
+                switch parameters.first(where: { $0.0 == "rates" })?.1 {
+                case nil, "services": return .success(.metrics(backendRates: false))
+                case "all": return .success(.metrics(backendRates: true))
+                case let other?: return .failure(Problem(400, "query parameter 'rates' must be services or all, not '\(other)'"))
+                }
+            }
         case "/api", "/api/v1":
             return allow(parameters, []).map { .index }
         case "/api/v1/status":

@@ -13,9 +13,12 @@ import VRRP
 public enum MetricsPage {
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
-    public static func render(_ view: DirectorView) -> [UInt8] {
+    /// - Parameter backendRates: also the five rate gauges per real server (ipvsadm --rate's
+    ///   estimator); without them a farm's page is a third smaller, and rate() over the
+    ///   `lvs_backend_*_total` counters gives the same.
+    public static func render(_ view: DirectorView, backendRates: Bool = false) -> [UInt8] {
         let backendCount = view.services.reduce(0) { $0 + $1.servers.count }
-        var out = Exposition(capacity: 4096 + backendCount * 2400)
+        var out = Exposition(capacity: 4096 + backendCount * (backendRates ? 2400 : 1600))
         process(view, &out)
         table(view, &out)
         let serviceLabels = view.services.map { labels(of: $0.config.key) }
@@ -23,7 +26,7 @@ public enum MetricsPage {
         let backendLabels = zip(view.services, serviceLabels).map { service, base in
             service.servers.map { base.adding(["remote_address": "\($0.config.endpoint.address)", "remote_port": "\($0.config.endpoint.port)"]) }
         }
-        backends(view, backendLabels, &out)
+        backends(view, backendLabels, rates: backendRates, &out)
         checkers(view, &out)
         vrrp(view, &out)
         engine(view, &out)
@@ -47,7 +50,8 @@ public enum MetricsPage {
 
     /// The five counters and five rates of `ipvsadm --stats` and `--rate`, one family each, for
     /// every object with its labels.
-    private static func statistics(_ prefix: String, _ what: String, _ items: [(LabelSet, Counters, Rates)], _ out: inout Exposition) {
+    private static func statistics(_ prefix: String, _ what: String, _ items: [(LabelSet, Counters, Rates)], rates withRates: Bool = true,
+                                   _ out: inout Exposition) {
         let counters: [(String, String, KeyPath<Counters, UInt64>)] = [
             ("connections_total", "Connections scheduled", \.connections),
             ("incoming_packets_total", "Packets in (client to real server)", \.inPackets),
@@ -60,6 +64,7 @@ public enum MetricsPage {
             out.family(name, .counter, "\(help) \(what) (ipvsadm --stats, not reset by -Z).")
             for (labels, c, _) in items { out.sample(name, labels, c[keyPath: path]) }
         }
+        guard withRates else { return }
         let rates: [(String, String, KeyPath<Rates, UInt64>)] = [
             ("connections_per_second", "Connections per second", \.connectionsPerSecond),
             ("incoming_packets_per_second", "Packets in per second", \.inPacketsPerSecond),
@@ -113,7 +118,7 @@ public enum MetricsPage {
         statistics("lvs_service_", "for a virtual service", zip(view.services, labels).map { ($1, $0.totals, $0.rates) }, &out)
     }
 
-    private static func backends(_ view: DirectorView, _ labels: [[LabelSet]], _ out: inout Exposition) {
+    private static func backends(_ view: DirectorView, _ labels: [[LabelSet]], rates: Bool, _ out: inout Exposition) {
         var items: [(LabelSet, RealServerSnapshot)] = []
         for (s, l) in zip(view.services, labels) { items += zip(l, s.servers) }
         let gauges: [(String, String, (RealServerSnapshot) -> UInt64)] = [
@@ -127,7 +132,7 @@ public enum MetricsPage {
             out.family(name, .gauge, help)
             for (l, r) in items { out.sample(name, l, value(r)) }
         }
-        statistics("lvs_backend_", "for a real server", items.map { ($0, $1.totals, $1.rates) }, &out)
+        statistics("lvs_backend_", "for a real server", items.map { ($0, $1.totals, $1.rates) }, rates: rates, &out)
         // Health, for the real servers that have checkers.
         var up: [ServerKey: Bool] = [:]
         for c in view.checkers {

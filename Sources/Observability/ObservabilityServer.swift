@@ -119,10 +119,10 @@ public final class ObservabilityServer: Sendable {
         case .metrics, .index, .status, .services, .checkers, .vrrp, .sync:
             return source.view().hop(to: loop).map { view in
                 switch route {
-                case .metrics:
+                case .metrics(let backendRates):
                     var v = view
                     v.httpRequests = self.requestCounts
-                    return Answer(status: 200, contentType: MetricsPage.contentType, body: MetricsPage.render(v))
+                    return Answer(status: 200, contentType: MetricsPage.contentType, body: MetricsPage.render(v, backendRates: backendRates))
                 case .index: return .json(APIDocuments.index(view))
                 case .status: return .json(APIDocuments.status(view))
                 case .services: return .json(APIDocuments.services(view))

@@ -15,8 +15,10 @@ import Testing
     @Test func paths() throws {
         #expect(try route("/").get() == .dashboard)
         #expect(try route("/index.html").get() == .dashboard)
-        #expect(try route("/metrics").get() == .metrics)
-        #expect(try route("/metrics/").get() == .metrics)
+        #expect(try route("/metrics").get() == .metrics(backendRates: false))
+        #expect(try route("/metrics?rates=all").get() == .metrics(backendRates: true))
+        #expect(try route("/metrics?rates=services").get() == .metrics(backendRates: false))
+        #expect(try route("/metrics/").get() == .metrics(backendRates: false))
         #expect(try route("/api/v1").get() == .index)
         #expect(try route("/api/v1/services").get() == .services)
         #expect(try route("/api/v1/checkers").get() == .checkers)
@@ -26,7 +28,7 @@ import Testing
         #expect(try route("/api/v1/connections").get() == .connections(offset: 0, limit: 100))
         #expect(try route("/api/v1/connections?offset=200&limit=50").get() == .connections(offset: 200, limit: 50))
         #expect(try route("/api/v1/events?after=17").get() == .events(after: 17, limit: 1000))
-        #expect(try route("/metrics", "HEAD").get() == .metrics)
+        #expect(try route("/metrics", "HEAD").get() == .metrics(backendRates: false))
         for path in HTTPRoute.apiPaths { #expect(status(path) == 200, "\(path) is listed and served") }
     }
 
@@ -52,7 +54,9 @@ import Testing
             ("/api/v1/connections?offset=99999999999999999999", "query parameter 'offset' must be a whole number, not '99999999999999999999'"),
             ("/api/v1/connections?page=2", "unknown query parameter 'page' (known: limit, offset)"),
             ("/api/v1/connections?limit=1&limit=2", "query parameter 'limit' given twice"),
-            ("/metrics?x", "unknown query parameter 'x' (this path takes none)"),
+            ("/metrics?x", "unknown query parameter 'x' (known: rates)"),
+            ("/metrics?rates=some", "query parameter 'rates' must be services or all, not 'some'"),
+            ("/api/v1/services?x", "unknown query parameter 'x' (this path takes none)"),
             ("/api/v1/events?after=%zz", "malformed query string"),
             ("/api/v1/events?=1", "malformed query string: a parameter without a name"),
         ]

@@ -140,6 +140,10 @@ import Testing
         #expect(value("lvs_service_info", ["proto": "FWM", "local_mark": "7", "local_address": "", "local_port": "0"]) == "1")
         #expect(value("lvs_service_info", ["local_port": "80", "scheduler": "rr"]) == "1")
         #expect(value("lvs_connection_entries") == "\(v.connectionEntries)")
+        #expect(value("lvs_service_connections_per_second") != nil)
+        #expect(value("lvs_backend_connections_per_second") == nil, "backend rates only with ?rates=all")
+        let all = try Self.parse(String(decoding: MetricsPage.render(v, backendRates: true), as: UTF8.self)).samples
+        #expect(all.filter { $0.name == "lvs_backend_connections_per_second" }.count == 3)
         #expect(v.connectionEntries == 5)
     }
 
