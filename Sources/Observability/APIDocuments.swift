@@ -137,6 +137,18 @@ public enum APIDocuments {
         encode(Events(next: next, events: events))
     }
 
+    struct History: Encodable {
+        var interval: Double
+        var times: [Double]
+        var series: [String: [Double]]
+    }
+
+    public static func history(_ samples: (times: [Double], series: [String: [Double]]), interval: Double) -> [UInt8] {
+        let round = { (x: Double) in (x * 100).rounded() / 100 }
+        return encode(History(interval: interval, times: samples.times.map { (($0 * 1000).rounded()) / 1000 },
+                              series: samples.series.mapValues { $0.map(round) }))
+    }
+
     /// A page of the connection table: `total` entries in all, these from `offset`.
     public static func connections(_ page: [ConnectionSnapshot], total: Int, offset: Int, limit: Int) -> [UInt8] {
         var list = ListingJSON.connections(page)

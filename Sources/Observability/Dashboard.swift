@@ -1,6 +1,6 @@
 /// `/`: the dashboard, one self-contained page (no external assets). It polls `/api/v1` every
 /// second and draws the virtual server table as `ipvsadm -Ln --rate` shows it, with a sparkline
-/// of new connections per service and real server, the real servers coloured by their checkers
+/// of new connections per service and real server (the last five minutes, from `/api/v1/history`), the real servers coloured by their checkers
 /// (green up, red down, grey unchecked) with the last result, the VRRP instances, and the event
 /// log. Every name it shows goes into the page as text (`textContent`), never as markup.
 enum Dashboard {
@@ -82,8 +82,8 @@ enum Dashboard {
 </main>
 <script>
 "use strict";
-const keep = 120;
-const state = { after: 0, events: [], history: new Map(), last: new Map() };
+const keep = 150;
+const state = { after: 0, events: [], history: new Map(), historyAfter: 0 };
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -116,29 +116,34 @@ async function get(path) {
   if (!r.ok) throw new Error(path + " answered " + r.status);
   return r.json();
 }
-// New connections per second between two polls, for the sparklines.
-function sample(key, connections, now) {
-  const prev = state.last.get(key);
-  state.last.set(key, { connections, now });
-  let series = state.history.get(key);
-  if (!series) { series = []; state.history.set(key, series); }
-  if (prev && now > prev.now) series.push(Math.max(0, (connections - prev.connections) / ((now - prev.now) / 1000)));
-  while (series.length > keep) series.shift();
-  return series;
+// The sparklines: lvsd samples new connections per second every few seconds; the page takes
+// what it has not seen yet on each poll.
+function addHistory(page) {
+  if (!page.times.length) return;
+  state.historyAfter = page.times[page.times.length - 1];
+  for (const [key, values] of Object.entries(page.series)) {
+    let series = state.history.get(key);
+    if (!series) { series = []; state.history.set(key, series); }
+    series.push(...values);
+    if (series.length > keep) series.splice(0, series.length - keep);
+  }
 }
-function spark(series) {
+function series(key) { return state.history.get(key) || []; }
+function spark(values) {
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("class", "spark");
-  svg.setAttribute("viewBox", "0 0 " + keep + " 22");
+  // Up to five minutes wide; a young page shows its first minute across the whole line.
+  const width = Math.max(30, values.length);
+  svg.setAttribute("viewBox", "0 0 " + width + " 22");
   svg.setAttribute("preserveAspectRatio", "none");
   const line = document.createElementNS(ns, "polyline");
-  const top = Math.max(1, ...series);
-  const start = keep - series.length;
-  line.setAttribute("points", series.map((v, i) => (start + i) + "," + (21 - 20 * v / top).toFixed(1)).join(" "));
+  const top = Math.max(1, ...values);
+  const start = width - values.length;
+  line.setAttribute("points", values.map((v, i) => (start + i) + "," + (21 - 20 * v / top).toFixed(1)).join(" "));
   svg.appendChild(line);
   const title = document.createElementNS(ns, "title");
-  title.textContent = series.length ? "now " + human(series[series.length - 1]) + "/s, peak " + human(top) + "/s" : "";
+  title.textContent = values.length ? "new connections: now " + human(values[values.length - 1]) + "/s, peak " + human(top) + "/s" : "";
   svg.appendChild(title);
   return svg;
 }
@@ -151,7 +156,7 @@ function statCells(row, s) {
 function healthText(checks) {
   return checks.map(c => c.checker + " " + (c.up ? "up" : "DOWN: " + (c.lastFailure || "failed")) + ", " + ago(c.lastProbeAgeSeconds)).join("; ");
 }
-function renderTable(table, checkers, now) {
+function renderTable(table, checkers) {
   const health = new Map();
   for (const c of checkers) {
     const key = serviceKey(c.service) + ">" + hostPort(c.server.address, c.server.port);
@@ -169,7 +174,7 @@ function renderTable(table, checkers, now) {
     cell(r, "");
     const active = s.servers.reduce((a, x) => a + x.activeConnections, 0), inactive = s.servers.reduce((a, x) => a + x.inactiveConnections, 0);
     statCells(r, { activeConnections: active, inactiveConnections: inactive, stats: s.stats });
-    cell(r, "").appendChild(spark(sample(key, s.stats.connections, now)));
+    cell(r, "").appendChild(spark(series(key)));
     cell(r, "");
     rows.push(r);
     for (const rs of s.servers) {
@@ -184,7 +189,7 @@ function renderTable(table, checkers, now) {
       cell(row, rs.forward);
       cell(row, rs.weight, "num");
       statCells(row, rs);
-      cell(row, "").appendChild(spark(sample(key + ">" + name, rs.stats.connections, now)));
+      cell(row, "").appendChild(spark(series(key + ">" + name)));
       cell(row, checks.length === 0 ? "no checker" : healthText(checks), "health");
       rows.push(row);
     }
@@ -236,14 +241,16 @@ function renderEvents(page) {
 async function tick() {
   const banner = document.getElementById("banner");
   try {
-    const [status, table, checkers, vrrp, events] = await Promise.all([
-      get("/api/v1/status"), get("/api/v1/services"), get("/api/v1/checkers"), get("/api/v1/vrrp"), get("/api/v1/events?after=" + state.after)]);
+    const [status, table, checkers, vrrp, events, history] = await Promise.all([
+      get("/api/v1/status"), get("/api/v1/services"), get("/api/v1/checkers"), get("/api/v1/vrrp"), get("/api/v1/events?after=" + state.after),
+      get("/api/v1/history?after=" + state.historyAfter)]);
+    addHistory(history);
     const now = Date.now();
     document.getElementById("engine").textContent = "lvsd " + status.version + ", " + status.engine + " engine";
     document.getElementById("uptime").textContent = "up " + duration(now / 1000 - status.startTime);
     document.getElementById("totals").textContent = status.services + " services, " + status.realServers + " real servers, " + status.connectionEntries + " connections";
     document.getElementById("updated").textContent = "updated " + new Date(now).toLocaleTimeString();
-    renderTable(table, checkers, now);
+    renderTable(table, checkers);
     renderVRRP(vrrp);
     renderEvents(events);
     banner.style.display = "none";

@@ -13,6 +13,8 @@ public enum HTTPRoute: Equatable, Sendable {
     case vrrp
     case sync
     case events(after: UInt64, limit: Int)
+    /// The sparklines' samples taken after a Unix time (0: all kept).
+    case history(after: Double)
 
     /// A request the endpoint refuses, with the status and the message it answers.
     public struct Problem: Error, Equatable, Sendable {
@@ -30,7 +32,7 @@ public enum HTTPRoute: Equatable, Sendable {
 
     /// The API's paths, as `/api/v1` lists them.
     public static let apiPaths = ["/api/v1/status", "/api/v1/services", "/api/v1/connections", "/api/v1/checkers",
-                                  "/api/v1/vrrp", "/api/v1/sync", "/api/v1/events"]
+                                  "/api/v1/vrrp", "/api/v1/sync", "/api/v1/events", "/api/v1/history"]
 
     public static func resolve(method: String, target: String) -> Result<HTTPRoute, Problem> {
         guard method == "GET" || method == "HEAD" else {
@@ -86,6 +88,15 @@ public enum HTTPRoute: Equatable, Sendable {
                 number(parameters, "after", default: 0, range: 0...Int.max).flatMap { after in
                     number(parameters, "limit", default: 1000, range: 1...maximumPage).map { .events(after: UInt64(after), limit: $0) }
                 }
+            }
+        case "/api/v1/history":
+            return allow(parameters, ["after"]).flatMap { _ in
+                guard let text = parameters.first(where: { $0.0 == "after" })?.1 else { return .success(.history(after: 0)) }
+                guard text.count <= 24, text.first?.isNumber == true, let t = Double(text), t.isFinite, t >= 0,
+                      text.allSatisfy({ $0.isNumber || $0 == "." }) else {
+                    return .failure(Problem(400, "query parameter 'after' must be a Unix time in seconds, not '\(text)'"))
+                }
+                return .success(.history(after: t))
             }
         default:
             return .failure(Problem(404, "no such path: \(trimmed) (try /, /metrics or /api/v1)"))

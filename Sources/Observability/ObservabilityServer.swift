@@ -1,3 +1,4 @@
+import Foundation
 import LVSCore
 import Logging
 import NIOConcurrencyHelpers
@@ -36,11 +37,15 @@ public final class ObservabilityServer: Sendable {
     let logger: Logger
     let limits: Limits
     private let channel = NIOLockedValueBox<Channel?>(nil)
+    private let sampling = NIOLockedValueBox<RepeatedTask?>(nil)
+    let history: RateHistory
     let open = NIOLockedValueBox(0)
     let answered = NIOLockedValueBox<[Int: UInt64]>([:])
 
-    public init(group: EventLoopGroup, source: ObservabilitySource, logger: Logger, limits: Limits = Limits()) {
+    public init(group: EventLoopGroup, source: ObservabilitySource, logger: Logger, limits: Limits = Limits(),
+                history: RateHistory = RateHistory()) {
         self.group = group
+        self.history = history
         self.source = source
         self.logger = logger
         self.limits = limits
@@ -71,11 +76,22 @@ public final class ObservabilityServer: Sendable {
             .bind(host: host, port: port)
             .map { bound in
                 server.channel.withLockedValue { $0 = bound }
+                server.startSampling(on: bound.eventLoop)
                 return bound.localAddress!
             }
     }
 
+    /// The sparklines' samples, every `history.interval` seconds, from the server's own loop.
+    private func startSampling(on loop: EventLoop) {
+        let source = self.source, history = self.history
+        let task = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(Int64(history.interval * 1000))) { _ in
+            source.view().whenSuccess { history.record($0, at: Date().timeIntervalSince1970) }
+        }
+        sampling.withLockedValue { $0 = task }
+    }
+
     public func stop() -> EventLoopFuture<Void> {
+        sampling.withLockedValue { $0?.cancel() }
         guard let c = channel.withLockedValue({ $0 }) else { return group.next().makeSucceededVoidFuture() }
         return c.close()
     }
@@ -109,6 +125,8 @@ public final class ObservabilityServer: Sendable {
         switch route {
         case .dashboard:
             return loop.makeSucceededFuture(Answer(status: 200, contentType: "text/html; charset=utf-8", body: Dashboard.page))
+        case .history(let after):
+            return loop.makeSucceededFuture(.json(APIDocuments.history(history.samples(after: after), interval: history.interval)))
         case .events(let after, let limit):
             let (events, next) = source.events.events(after: after, limit: limit)
             return loop.makeSucceededFuture(.json(APIDocuments.events(events, next: next)))

@@ -1,3 +1,4 @@
+import LVSCore
 import Testing
 
 @testable import Observability
@@ -104,5 +105,60 @@ import Testing
             now += 1
             return now
         }
+    }
+}
+
+@Suite struct RateHistoryTests {
+    static func view(_ connections: [UInt64]) -> DirectorView {
+        var t = IPVS()
+        let key = VirtualService.Key.address(.tcp, IPAddress("10.0.0.1")!, 80)
+        try! t.addService(VirtualService.Config(key: key, scheduler: "rr"))
+        for i in connections.indices { try! t.addServer(RealServerConfig(Endpoint(IPAddress("192.168.0.\(i + 1)")!, 80)), to: key) }
+        var v = DirectorView()
+        v.services = t.serviceSnapshots
+        // Counters as if these many connections had gone to each.
+        let wanted = Dictionary(uniqueKeysWithValues: connections.enumerated().map { (Endpoint(IPAddress("192.168.0.\($0.offset + 1)")!, 80), $0.element) })
+        for (si, s) in v.services.enumerated() {
+            var total: UInt64 = 0
+            for (ri, r) in s.servers.enumerated() {
+                let n = wanted[r.config.endpoint]!
+                v.services[si].servers[ri].totals.connections = n
+                total += n
+            }
+            v.services[si].totals.connections = total
+        }
+        return v
+    }
+
+    @Test func newConnectionsPerSecondBetweenSamples() {
+        let h = RateHistory(interval: 2, length: 3)
+        h.record(Self.view([0, 0]), at: 100)
+        #expect(h.samples(after: 0).times.isEmpty, "the first sample is the baseline")
+        h.record(Self.view([10, 4]), at: 102)
+        h.record(Self.view([30, 4]), at: 104)
+        let s = h.samples(after: 0)
+        #expect(s.times == [102, 104])
+        #expect(s.series["TCP|10.0.0.1|80"] == [7, 10])
+        #expect(s.series["TCP|10.0.0.1|80>192.168.0.1:80"] == [5, 10])
+        #expect(s.series["TCP|10.0.0.1|80>192.168.0.2:80"] == [2, 0])
+        #expect(h.samples(after: 102).times == [104])
+        #expect(h.samples(after: 102).series["TCP|10.0.0.1|80"] == [10])
+        #expect(h.samples(after: 104).times.isEmpty)
+        // Only `length` samples are kept; a counter that went back (a server added again) gives 0.
+        h.record(Self.view([31, 4]), at: 106)
+        h.record(Self.view([1, 4]), at: 108)
+        let kept = h.samples(after: 0)
+        #expect(kept.times == [104, 106, 108])
+        #expect(kept.series["TCP|10.0.0.1|80>192.168.0.1:80"] == [10, 0.5, 0])
+    }
+
+    @Test func keysAreTheDashboards() {
+        let v6 = VirtualService.Key.address(.udp, IPAddress("2001:db8::1")!, 53)
+        #expect(RateHistory.key(v6) == "UDP|2001:db8::1|53")
+        #expect(RateHistory.key(v6, Endpoint(IPAddress("2001:db8::2")!, 53)) == "UDP|2001:db8::1|53>[2001:db8::2]:53")
+        #expect(RateHistory.key(.fwmark(7, .inet)) == "FWM|7")
+        #expect(HTTPRoute.resolve(method: "GET", target: "/api/v1/history?after=1796226179.72") == .success(.history(after: 1796226179.72)))
+        #expect(HTTPRoute.resolve(method: "GET", target: "/api/v1/history?after=-1")
+            == .failure(HTTPRoute.Problem(400, "query parameter 'after' must be a Unix time in seconds, not '-1'")))
     }
 }
