@@ -1,5 +1,5 @@
 import ControlAPI
-import Director
+@testable import Director
 import Foundation
 import LVSCore
 import LVSProxyEngine
@@ -326,6 +326,29 @@ import Glibc
             Thread.sleep(forTimeInterval: 0.1)
         }
         #expect(entries.count == 4 && entries.allSatisfy { $0.contains("TIME_WAIT") }, "\(entries)")
+    }
+
+    /// The view the metrics and the dashboard show is the table's, and ipvsadm's changes are in the
+    /// event log (a bad command is not).
+    @Test func theObservedViewIsTheTable() throws {
+        let h = try Harness()
+        defer { h.stop() }
+        let p1 = try h.backend("one\n")
+        let vip = try h.service(over: p1)
+        for _ in 0..<3 { _ = DirectorTests.get("127.0.0.1", vip) }
+        _ = try? h.ipvsadm("-a -t 127.0.0.1:\(vip) -r nowhere")
+        let view = try h.director.view().wait()
+        #expect(view.engine == "proxy")
+        #expect(view.services.count == 1 && view.services[0].servers.count == 1)
+        #expect(view.services[0].totals.connections == 3)
+        #expect(view.totals.totals.connections == 3)
+        #expect(view.connectionEntries >= 3)
+        let (total, page) = try h.director.connections(offset: 1, limit: 10).wait()
+        #expect(total == view.connectionEntries && page.count == total - 1)
+        let events = h.director.events.events().events.map(\.message)
+        #expect(events == ["ipvsadm -A -t 127.0.0.1:\(vip) -s rr", "ipvsadm -a -t 127.0.0.1:\(vip) -r 127.0.0.1:\(p1) -m"])
+        #expect(Director.commandEvent(ControlRequest(argv: ["ipvsadm", "-R"], stdin: "-A -t 1.2.3.4:80\n\n-a -t 1.2.3.4:80 -r 5.6.7.8\n"))
+            == "ipvsadm -R (2 rules)")
     }
 
     /// One table whatever the number of event loops: the kernel's proportions hold across loops.
