@@ -28,12 +28,14 @@ extension Director: ObservabilitySource {
         v.startTime = startTime
         let now = state.now
         v.now = now
+        var daemons: [SyncDaemonStatus] = []
         state.withTable { t in
             v.services = t.serviceSnapshots
             v.totals = t.totalStats
             v.connectionEntries = t.connectionCount
             v.connectionCapacity = t.settings.maxConnections
             v.syncTable = t.syncCounters
+            daemons = t.syncDaemons
         }
         let roster = self.roster
         v.checkers = monitor.checkerStatuses.compactMap { c in
@@ -54,8 +56,7 @@ extension Director: ObservabilitySource {
             v.engineDrops = [.init("out of descriptors or connection slots", state.droppedConnections)]
         }
         v.realServerFailures = state.realServerFailures
-        v.sync = syncRunning.values.sorted { $0.status.state < $1.status.state }
-            .map { DirectorView.SyncDaemonView(status: $0.status, statistics: $0.statistics) }
+        v.sync = syncDaemonViews(daemons)
         v.reloads = loads
         return v
     }

@@ -2,6 +2,7 @@ import ControlAPI
 import KeepalivedConfig
 import LVSCore
 import LVSSync
+import Observability
 import VRRP
 
 /// Connection sync in the director: the daemons the table lists (`ipvsadm --start-daemon`, or
@@ -114,26 +115,14 @@ extension Director {
         return out
     }
 
-    /// The sync daemons and their counters for `lvsd status --json`.
-    func syncStatusJSON() -> [SyncStatusJSON] {
-        let (daemons, counters) = state.withTable { ($0.syncDaemons, $0.syncCounters) }
-        return daemons.map { d in
-            let s = syncRunning[d.state]?.statistics ?? SyncDaemon.Statistics()
-            return SyncStatusJSON(daemon: ListingJSON.Daemon(d), messagesSent: s.messagesSent, entriesSent: s.entriesSent,
-                                  sendFailures: s.sendFailures, messagesReceived: s.messagesReceived, entriesReceived: s.entriesReceived,
-                                  refusedMessages: s.refused, skippedEntries: s.skipped, table: counters)
-        }
+    /// The sync daemons the table lists, with their threads' counters (zero for one not running).
+    func syncDaemonViews(_ daemons: [SyncDaemonStatus]) -> [DirectorView.SyncDaemonView] {
+        daemons.map { DirectorView.SyncDaemonView(status: $0, statistics: syncRunning[$0.state]?.statistics ?? SyncDaemon.Statistics()) }
     }
-}
 
-struct SyncStatusJSON: Encodable {
-    var daemon: ListingJSON.Daemon
-    var messagesSent: UInt64
-    var entriesSent: UInt64
-    var sendFailures: UInt64
-    var messagesReceived: UInt64
-    var entriesReceived: UInt64
-    var refusedMessages: [String: UInt64]
-    var skippedEntries: [String: UInt64]
-    var table: SyncCounters
+    /// The sync daemons and their counters for `lvsd status --json` (as /api/v1/sync).
+    func syncStatusJSON() -> [SyncDaemonJSON] {
+        let (daemons, counters) = state.withTable { ($0.syncDaemons, $0.syncCounters) }
+        return syncDaemonViews(daemons).map { SyncDaemonJSON($0, table: counters) }
+    }
 }

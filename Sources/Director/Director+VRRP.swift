@@ -6,6 +6,7 @@ import KeepalivedConfig
 import LVSCore
 import Logging
 import NIOCore
+import Observability
 import VRRP
 
 #if canImport(Glibc)
@@ -195,10 +196,10 @@ extension Director {
     public var vrrpStatus: [VRRPHost.Status] { vrrp?.status ?? [] }
 
     /// `lvsd status --json`: one object per instance, its counters included.
-    static func statusJSON(_ list: [VRRPHost.Status], sync: [SyncStatusJSON] = []) -> String {
+    static func statusJSON(_ list: [VRRPHost.Status], sync: [SyncDaemonJSON] = []) -> String {
         struct Status: Encodable {
             var vrrp: [VRRPHost.Status]
-            var sync: [SyncStatusJSON]
+            var sync: [SyncDaemonJSON]
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -107,25 +107,8 @@ public enum APIDocuments {
         encode(view.vrrp)
     }
 
-    struct Sync: Encodable {
-        struct Daemon: Encodable {
-            var daemon: ListingJSON.Daemon
-            var messagesSent, entriesSent, sendFailures, omitted, messagesReceived, entriesReceived: UInt64
-            var refused: [String: UInt64]
-            var skipped: [String: UInt64]
-        }
-
-        var daemons: [Daemon]
-        var table: SyncCounters
-    }
-
     public static func sync(_ view: DirectorView) -> [UInt8] {
-        encode(Sync(daemons: view.sync.map { d in
-            let s = d.statistics
-            return Sync.Daemon(daemon: ListingJSON.Daemon(d.status), messagesSent: s.messagesSent, entriesSent: s.entriesSent,
-                               sendFailures: s.sendFailures, omitted: s.omitted, messagesReceived: s.messagesReceived,
-                               entriesReceived: s.entriesReceived, refused: s.refused, skipped: s.skipped)
-        }, table: view.syncTable))
+        encode(view.sync.map { SyncDaemonJSON($0, table: view.syncTable) })
     }
 
     struct Events: Encodable {
@@ -163,5 +146,34 @@ public enum APIDocuments {
             var error: String
         }
         return encode(Body(status: p.status, error: p.message))
+    }
+}
+
+/// A sync daemon with its counters, in `/api/v1/sync` and `lvsd status --json`.
+public struct SyncDaemonJSON: Encodable, Sendable {
+    var daemon: ListingJSON.Daemon
+    var messagesSent: UInt64
+    var entriesSent: UInt64
+    var sendFailures: UInt64
+    var omittedEntries: UInt64
+    var messagesReceived: UInt64
+    var entriesReceived: UInt64
+    var refusedMessages: [String: UInt64]
+    var skippedEntries: [String: UInt64]
+    /// The table's side, the same for every daemon: what was queued, what a backup did with entries.
+    var table: SyncCounters
+
+    public init(_ d: DirectorView.SyncDaemonView, table: SyncCounters) {
+        let s = d.statistics
+        daemon = ListingJSON.Daemon(d.status)
+        messagesSent = s.messagesSent
+        entriesSent = s.entriesSent
+        sendFailures = s.sendFailures
+        omittedEntries = s.omitted
+        messagesReceived = s.messagesReceived
+        entriesReceived = s.entriesReceived
+        refusedMessages = s.refused
+        skippedEntries = s.skipped
+        self.table = table
     }
 }

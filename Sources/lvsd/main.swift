@@ -52,6 +52,7 @@ let usage = """
       -n, --dont-fork         stay in the foreground (lvsd always does)
       -l, --log-console       log to the console (stderr; lvsd always does)
       -D, --log-detail        detailed logging
+      -S, --log-facility N    also log to syslog (/dev/log), facility LOCAL0..LOCAL7 (N 0-7)
           --workers N         relay threads and event loops serving connections (default 1)
           --relay-scheduling batch|normal
                               scheduling policy of the relay threads (default batch: SCHED_BATCH,
@@ -84,6 +85,7 @@ var packetThreads = 1
 var controlPath: String?
 var httpAddress: (host: String, port: Int)?
 var detail = false
+var syslogFacility: Int?
 var demo = false
 var workers = 1
 var engineOptions = ProxyEngine.Options()
@@ -128,6 +130,9 @@ while let arg = args.popFirst() {
         packetPoll = n
     case "-n", "--dont-fork", "-l", "--log-console": break
     case "-D", "--log-detail": detail = true
+    case "-S", "--log-facility":
+        guard let n = Int(inline ?? value(name)), (0...7).contains(n) else { fail("--log-facility takes a number from 0 to 7 (LOCAL0 to LOCAL7)") }
+        syslogFacility = n
     case "--workers":
         guard let n = Int(inline ?? value(name)), n >= 1, n <= 64 else { fail("--workers takes a number from 1 to 64") }
         workers = n
@@ -183,15 +188,19 @@ default: fail("unknown engine \(engineName) (proxy, packet or kernel)")
 let logLevel: Logger.Level = detail ? .debug : .info
 // Under systemd, stderr is the journal: levels as <N> prefixes, no second timestamp.
 let toJournal = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
+let syslogLocal = syslogFacility
 LoggingSystem.bootstrap { label in
+    var console: LogHandler
     if toJournal {
-        var handler = JournalLogHandler()
-        handler.logLevel = logLevel
-        return handler
+        console = JournalLogHandler()
+    } else {
+        console = StreamLogHandler.standardError(label: label)
     }
-    var handler = StreamLogHandler.standardError(label: label)
-    handler.logLevel = logLevel
-    return handler
+    console.logLevel = logLevel
+    guard let syslogLocal else { return console }
+    var syslog = SyslogLogHandler(local: syslogLocal)
+    syslog.logLevel = logLevel
+    return MultiplexLogHandler([console, syslog])
 }
 if configFile == nil && !demo {
     configFile = DefaultConfiguration.find(environment: ProcessInfo.processInfo.environment)

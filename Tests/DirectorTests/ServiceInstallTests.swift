@@ -1,6 +1,9 @@
 import Logging
 import NIOConcurrencyHelpers
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @testable import Director
 
@@ -34,6 +37,32 @@ import Testing
             "<3>failed vip=10.0.0.1:80\n",
             "<7>detail vip=10.0.0.1:80\n",
         ])
+    }
+
+    @Test func syslogLinesCarryFacilityAndTag() {
+        let lines = NIOLockedValueBox<[String]>([])
+        let handler = SyslogLogHandler(local: 3, tag: "lvsd[42]") { bytes in lines.withLockedValue { $0.append(String(decoding: bytes, as: UTF8.self)) } }
+        let logger = Logger(label: "t") { _ in handler }
+        logger.info("TCP connection to [10.0.0.2]:tcp:80 failed.", metadata: ["reason": "timeout"])
+        logger.error("bad")
+        // LOCAL3 is facility 19: 19 * 8 + 6 (info), + 3 (err).
+        #expect(lines.withLockedValue { $0 } == ["<158>lvsd[42]: TCP connection to [10.0.0.2]:tcp:80 failed. reason=timeout", "<155>lvsd[42]: bad"])
+    }
+
+    @Test func datagramsReachTheirSocket() throws {
+        let path = "/tmp/lvsd-test-\(getpid()).sock"
+        unlink(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd); unlink(path) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in raw.copyBytes(from: Array(path.utf8)) }
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        #expect(bound == 0)
+        #expect(SystemdNotify.send("READY=1", environment: ["NOTIFY_SOCKET": path]))
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+        #expect(n == 7 && String(decoding: buffer[0..<max(0, n)], as: UTF8.self) == "READY=1")
     }
 
     @Test func notifyWithoutASocketDoesNothing() {
