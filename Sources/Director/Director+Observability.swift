@@ -51,7 +51,7 @@ extension Director: ObservabilitySource {
                 .init("icmp sent", c.icmpSent), .init("related", c.related), .init("fragments", c.fragments), .init("reassembled", c.reassembled),
             ]
             v.engineDrops = PacketDrop.allCases.map { .init($0.label, c.drops[$0.rawValue]) }
-                + FrameError.allCases.map { .init("malformed \($0)", c.malformed[$0.rawValue]) }
+                + FrameError.allCases.map { .init("malformed \($0.label)", c.malformed[$0.rawValue]) }
         } else {
             v.engineDrops = [.init("out of descriptors or connection slots", state.droppedConnections)]
         }

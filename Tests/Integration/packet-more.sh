@@ -26,7 +26,7 @@ topology() {
     ip -n "$c" route add default via 10.1.0.1; ip -n "$c" -6 route add default via 2001:db8:1::1
     ip -n "$r" route add default via 10.2.0.1; ip -n "$r" -6 route add default via 2001:db8:2::1
     ip netns exec "$d" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
-    start_lvsd "$d" --engine packet --interface front,back
+    start_lvsd "$d" --engine packet --interface front,back --http 127.0.0.1:18990
 }
 stop_all() {
     kill -TERM $lvsd_pid; wait $lvsd_pid || true
@@ -160,6 +160,14 @@ pids+=($!)
 for _ in $(seq 50); do ip netns exec "$r" ss -ltn | contains ":80 " && break; sleep 0.05; done
 answer=$(ip netns exec "$c" timeout 5 socat -T 2 - TCP4:10.9.9.9:80 </dev/null || true)
 [[ $answer == still-here ]] || fail "after hostile frames the service answers '$answer'"
+# The same counts, live, in /metrics (and the page passes promtool).
+ip netns exec "$d" curl -sf -m 5 http://127.0.0.1:18990/metrics >"$work/metrics" || fail "/metrics"
+contains -Fx 'lvs_engine_dropped_total{reason="hop_limit"} 1' "$work/metrics" || fail "hop limit drop not in /metrics: $(grep dropped "$work/metrics")"
+awk '/^lvs_engine_dropped_total\{reason="not_scheduled"\}/ {exit !($2 > 0)}' "$work/metrics" || fail "not-scheduled drops not in /metrics"
+awk '/^lvs_engine_packets_total\{result="forwarded"\}/ {exit !($2 > 0)}' "$work/metrics" || fail "forwarded frames not in /metrics"
+if command -v promtool >/dev/null; then promtool check metrics <"$work/metrics" || fail "promtool check metrics"; fi
+contains -F 'lvs_build_info{version="0.1",engine="packet"} 1' "$work/metrics" || fail "engine label"
+echo "packet-more: the drops by reason are in /metrics"
 stop_all
 line=$(grep "packet engine stopped" "$work/err" | tail -1)
 echo "$line"

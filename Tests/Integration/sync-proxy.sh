@@ -15,7 +15,7 @@ http_server "$rs" 10.0.0.20 80 "served"
 
 start() { # NAME NS
     ip -n "$2" addr add 10.0.0.100/32 dev lo
-    ip netns exec "$2" env LVSD_SOCKET="$work/$1.sock" "$bin/lvsd" >>"$work/$1.out" 2>>"$work/$1.err" &
+    ip netns exec "$2" env LVSD_SOCKET="$work/$1.sock" "$bin/lvsd" --http 127.0.0.1:18992 >>"$work/$1.out" 2>>"$work/$1.err" &
     pids+=($!)
     for _ in $(seq 100); do [[ -S $work/$1.sock ]] && break; sleep 0.05; done
     [[ -S $work/$1.sock ]] || fail "lvsd $1 did not start"
@@ -54,7 +54,14 @@ on d2 -Ln --persistent-conn | contains -E '10\.0\.0\.20:80 +1 +1 ' || fail "the 
 status=$(LVSD_SOCKET="$work/d3.sock" "$bin/lvsd" status)
 echo "$status" | contains -E 'message other sync id [1-9]' || fail "d3 did not count the other sync id: $status"
 [[ -z $(on d3 -Lnc | tail -n +3) ]] || fail "d3 took entries of another sync id: $(on d3 -Lnc)"
-echo "a backup with sync id 6 took nothing and counted the refusals"
+# The same in /metrics: what the master sent, the backup received and created, d3 refused.
+metric() { ip netns exec "$1" curl -sf -m 5 http://127.0.0.1:18992/metrics | awk -v n="$2" 'index($1, n) == 1 {print $2; exit}'; }
+[[ $(metric "$d1" 'lvs_sync_messages_sent_total{state="master",interface="eth0",syncid="5"}') -gt 0 ]] || fail "d1: lvs_sync_messages_sent_total"
+[[ $(metric "$d2" 'lvs_sync_messages_received_total{state="backup",interface="eth0",syncid="5"}') -gt 0 ]] || fail "d2: lvs_sync_messages_received_total"
+[[ $(metric "$d2" 'lvs_sync_applied_total{result="created"}') -gt 0 ]] || fail "d2: lvs_sync_applied_total created"
+[[ $(metric "$d3" 'lvs_sync_messages_refused_total{state="backup",interface="eth0",syncid="6",reason="other_sync_id"}') -gt 0 ]] \
+    || fail "d3: lvs_sync_messages_refused_total: $(ip netns exec "$d3" curl -s http://127.0.0.1:18992/metrics | grep refused)"
+echo "a backup with sync id 6 took nothing and counted the refusals; /metrics has the sync counters of all three"
 on d1 --stop-daemon master
 [[ -z $(on d1 -L --daemon) ]] || fail "the master daemon is still listed"
 out=$(on d1 --stop-daemon master 2>&1) && fail "stopping a stopped daemon succeeded"

@@ -16,8 +16,8 @@ source Tests/Integration/vrrp.bash
 vrrp_topology
 write_conf "$work/d1.conf" 150 2 1 secret
 write_conf "$work/d2.conf" 100 2 1 secret
-start_director d1 "$d1" "$work/d1.conf"
-start_director d2 "$d2" "$work/d2.conf"
+start_director d1 "$d1" "$work/d1.conf" --http 127.0.0.1:18991
+start_director d2 "$d2" "$work/d2.conf" --http 127.0.0.1:18991
 wait_state d1 MASTER 6
 wait_state d2 BACKUP
 wait_vip "$d1"
@@ -29,7 +29,14 @@ LVSD_SOCKET="$work/d1.sock" "$bin/lvsd" status --json | python3 -c '
 import json, sys
 v = json.load(sys.stdin)["vrrp"][0]
 assert v["state"] == "MASTER" and v["priority"] == 150 and v["statistics"]["advertisementsSent"] > 0, v' || fail "lvsd status --json"
-echo "elected: d1 MASTER (150), d2 BACKUP (100), the VIP answers"
+# The same in /metrics, in keepalived-exporter's names.
+vrrp_metric() { ip netns exec "$1" curl -sf -m 5 http://127.0.0.1:18991/metrics | awk -v m="$2{iname=\"VI_1\",intf=\"eth0\",vrid=\"51\"}" '$1 == m {print $2}'; }
+[[ $(vrrp_metric "$d1" keepalived_vrrp_state) == 2 && $(vrrp_metric "$d2" keepalived_vrrp_state) == 1 ]] \
+    || fail "keepalived_vrrp_state: d1 $(vrrp_metric "$d1" keepalived_vrrp_state), d2 $(vrrp_metric "$d2" keepalived_vrrp_state)"
+[[ $(vrrp_metric "$d1" keepalived_vrrp_priority) == 150 && $(vrrp_metric "$d1" keepalived_advert_sent_total) -gt 0 \
+   && $(vrrp_metric "$d2" keepalived_advert_rcvd_total) -gt 0 && $(vrrp_metric "$d1" keepalived_become_master_total) == 1 ]] \
+    || fail "keepalived_* counters"
+echo "elected: d1 MASTER (150), d2 BACKUP (100), the VIP answers; /metrics says so"
 
 # A reload that changes the instance (an excluded address more) keeps d1 master: no priority 0,
 # the VIP stays, d2 never moves, no notify runs again.

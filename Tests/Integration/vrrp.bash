@@ -48,10 +48,10 @@ write_conf() {
     printf '#!/bin/sh\necho "$*" >>%s/notify.log\nsleep 2\n' "$work" >"$work/notify.sh"
     chmod 755 "$work/notify.sh"
 }
-# start_director NAME NS CONF: lvsd in NS, control socket $work/NAME.sock; PID in ${NAME}_pid.
+# start_director NAME NS CONF [LVSD OPTIONS...]: lvsd in NS, control socket $work/NAME.sock; PID in ${NAME}_pid.
 start_director() {
     local name=$1 ns=$2 conf=$3
-    ip netns exec "$ns" env LVSD_SOCKET="$work/$name.sock" "$bin/lvsd" -f "$conf" >>"$work/$name.out" 2>>"$work/$name.err" &
+    ip netns exec "$ns" env LVSD_SOCKET="$work/$name.sock" "$bin/lvsd" -f "$conf" "${@:4}" >>"$work/$name.out" 2>>"$work/$name.err" &
     local pid=$!; pids+=($pid); printf -v "${name}_pid" %s "$pid"
     for _ in $(seq 100); do [[ -S $work/$name.sock ]] && return 0; sleep 0.05; done
     fail "lvsd $name did not start"
