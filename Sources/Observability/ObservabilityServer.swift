@@ -38,6 +38,10 @@ public final class ObservabilityServer: Sendable {
     let limits: Limits
     private let channel = NIOLockedValueBox<Channel?>(nil)
     private let sampling = NIOLockedValueBox<RepeatedTask?>(nil)
+    /// The last view and the one being gathered: however many clients ask, the director's loop
+    /// gathers at most one view at a time and one every `viewReuse`.
+    private let cache = NIOLockedValueBox<(view: DirectorView?, taken: NIODeadline, pending: EventLoopFuture<DirectorView>?)>((nil, .distantPast, nil))
+    static let viewReuse: TimeAmount = .milliseconds(100)
     let history: RateHistory
     let open = NIOLockedValueBox(0)
     let answered = NIOLockedValueBox<[Int: UInt64]>([:])
@@ -83,9 +87,9 @@ public final class ObservabilityServer: Sendable {
 
     /// The sparklines' samples, every `history.interval` seconds, from the server's own loop.
     private func startSampling(on loop: EventLoop) {
-        let source = self.source, history = self.history
+        let history = self.history
         let task = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(Int64(history.interval * 1000))) { _ in
-            source.view().whenSuccess { history.record($0, at: Date().timeIntervalSince1970) }
+            self.view(on: loop).whenSuccess { history.record($0, at: Date().timeIntervalSince1970) }
         }
         sampling.withLockedValue { $0 = task }
     }
@@ -94,6 +98,32 @@ public final class ObservabilityServer: Sendable {
         sampling.withLockedValue { $0?.cancel() }
         guard let c = channel.withLockedValue({ $0 }) else { return group.next().makeSucceededVoidFuture() }
         return c.close()
+    }
+
+    /// A view no older than `viewReuse`, gathered once for every client that asks meanwhile.
+    func view(on loop: EventLoop) -> EventLoopFuture<DirectorView> {
+        let now = NIODeadline.now()
+        var started: EventLoopFuture<DirectorView>?
+        let shared = cache.withLockedValue { c -> EventLoopFuture<DirectorView> in
+            if let v = c.view, now - c.taken < Self.viewReuse { return loop.makeSucceededFuture(v) }
+            if let p = c.pending { return p }
+            let f = source.view()
+            c.pending = f
+            started = f
+            return f
+        }
+        if let started {
+            started.whenComplete { result in
+                self.cache.withLockedValue { c in
+                    c.pending = nil
+                    if case .success(let v) = result {
+                        c.view = v
+                        c.taken = .now()
+                    }
+                }
+            }
+        }
+        return shared.hop(to: loop)
     }
 
     func count(_ status: Int) {
@@ -135,7 +165,7 @@ public final class ObservabilityServer: Sendable {
                 .json(APIDocuments.connections(page, total: total, offset: offset, limit: limit))
             }
         case .metrics, .index, .status, .services, .checkers, .vrrp, .sync:
-            return source.view().hop(to: loop).map { view in
+            return view(on: loop).map { view in
                 switch route {
                 case .metrics(let backendRates):
                     var v = view

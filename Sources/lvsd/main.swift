@@ -289,11 +289,15 @@ if demo {
         fail("demo set-up: \(error)", code: 1)
     }
     let socketHint = controlPath == nil ? "" : "LVSD_SOCKET=\(path) "
+    let dashboardHint = httpAddress.map { a in
+        let host = a.host.contains(":") ? "[\(a.host)]" : a.host
+        return "\n  open http://\(host):\(a.port)/ (the dashboard; metrics on /metrics)"
+    } ?? ""
     print("""
         SwiftLVS demo: a wrr virtual service on 127.0.0.1:8080 over three real servers (weights 3:2:1).
         Try, in another terminal:
           curl http://127.0.0.1:8080/
-          \(socketHint)swift run ipvsadm -Ln
+          \(socketHint)swift run ipvsadm -Ln\(dashboardHint)
         Stop with Ctrl-C.
         """)
     fflush(nil)  // flush stdout even when it is a file or a pipe
