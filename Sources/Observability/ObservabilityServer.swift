@@ -28,6 +28,8 @@ public final class ObservabilityServer: Sendable {
         public var maximumBody = 16 << 10
         public var idleTimeout: TimeAmount = .seconds(30)
         public var writeTimeout: TimeAmount = .seconds(30)
+        /// How long one gathered view answers every client that asks.
+        public var viewReuse: TimeAmount = .milliseconds(100)
 
         public init() {}
     }
@@ -39,9 +41,8 @@ public final class ObservabilityServer: Sendable {
     private let channel = NIOLockedValueBox<Channel?>(nil)
     private let sampling = NIOLockedValueBox<RepeatedTask?>(nil)
     /// The last view and the one being gathered: however many clients ask, the director's loop
-    /// gathers at most one view at a time and one every `viewReuse`.
+    /// gathers at most one view at a time and one every `limits.viewReuse`.
     private let cache = NIOLockedValueBox<(view: DirectorView?, taken: NIODeadline, pending: EventLoopFuture<DirectorView>?)>((nil, .distantPast, nil))
-    static let viewReuse: TimeAmount = .milliseconds(100)
     let history: RateHistory
     let open = NIOLockedValueBox(0)
     let answered = NIOLockedValueBox<[Int: UInt64]>([:])
@@ -100,12 +101,12 @@ public final class ObservabilityServer: Sendable {
         return c.close()
     }
 
-    /// A view no older than `viewReuse`, gathered once for every client that asks meanwhile.
+    /// A view no older than `limits.viewReuse`, gathered once for every client that asks meanwhile.
     func view(on loop: EventLoop) -> EventLoopFuture<DirectorView> {
         let now = NIODeadline.now()
         var started: EventLoopFuture<DirectorView>?
         let shared = cache.withLockedValue { c -> EventLoopFuture<DirectorView> in
-            if let v = c.view, now - c.taken < Self.viewReuse { return loop.makeSucceededFuture(v) }
+            if let v = c.view, now - c.taken < limits.viewReuse { return loop.makeSucceededFuture(v) }
             if let p = c.pending { return p }
             let f = source.view()
             c.pending = f

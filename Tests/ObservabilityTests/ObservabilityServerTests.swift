@@ -1,6 +1,7 @@
 import Foundation
 import LVSCore
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Testing
@@ -16,8 +17,10 @@ import Glibc
     struct FixedSource: ObservabilitySource {
         let loop: EventLoop
         let events = EventLog()
+        let gathered = NIOLockedValueBox(0)
 
         func view() -> EventLoopFuture<DirectorView> {
+            gathered.withLockedValue { $0 += 1 }
             var v = DirectorView()
             var t = IPVS()
             let key = VirtualService.Key.address(.tcp, IPAddress("127.0.0.1")!, 8080)
@@ -72,12 +75,17 @@ import Glibc
     }
 
     func withServer(_ limits: ObservabilityServer.Limits = .init(), _ body: (Int) throws -> Void) throws {
+        try withServer(limits) { port, _ in try body(port) }
+    }
+
+    func withServer(_ limits: ObservabilityServer.Limits = .init(), _ body: (Int, FixedSource) throws -> Void) throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
-        let server = ObservabilityServer(group: group, source: FixedSource(loop: group.next()), logger: Logger(label: "test"), limits: limits)
+        let source = FixedSource(loop: group.next())
+        let server = ObservabilityServer(group: group, source: source, logger: Logger(label: "test"), limits: limits)
         let address = try server.start(host: "127.0.0.1", port: 0).wait()
         defer { _ = try? server.stop().wait() }
-        try body(address.port!)
+        try body(address.port!, source)
     }
 
     func get(_ port: Int, _ target: String, method: String = "GET") throws -> String {
@@ -106,6 +114,20 @@ import Glibc
             let counted = try get(port, "/metrics")
             #expect(counted.contains("lvs_http_requests_total{code=\"404\"} 1\n"))
             #expect(counted.contains("lvs_http_requests_total{code=\"405\"} 1\n"))
+        }
+    }
+
+    @Test func manyClientsShareOneGatheredView() throws {
+        var limits = ObservabilityServer.Limits()
+        limits.viewReuse = .seconds(30)
+        try withServer(limits) { port, source in
+            // Ten clients at once, each asking for the status twice, within the reuse time: the
+            // director is asked once (the history's first sample included), not twenty-one times.
+            let clients = try (0..<10).map { _ in try Client(port: port) }
+            for c in clients { c.send("GET /api/v1/status HTTP/1.1\r\nHost: x\r\n\r\nGET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") }
+            let answers = clients.map { $0.readAll() }
+            #expect(answers.allSatisfy { $0.components(separatedBy: "HTTP/1.1 200 OK").count == 3 })
+            #expect(source.gathered.withLockedValue { $0 } == 1)
         }
     }
 
