@@ -209,9 +209,11 @@ public struct Forwarder {
     }
 
     /// Handles the frame of `length` bytes at `start` in `buffer` (which has `start` bytes of
-    /// headroom before it), received on `interface`.
+    /// headroom before it), received on `interface` with firewall mark `fwmark` (0: none, or not
+    /// known at the hook it was taken at).
     public mutating func handle(_ buffer: UnsafeMutableRawBufferPointer, start: Int, length: Int, flags: UInt32, interface: Int32,
-                                table: inout IPVS, hops: [IPAddress: NextHop], missing: inout [IPAddress], now: Int64) -> FrameAction {
+                                fwmark: UInt32 = 0, table: inout IPVS, hops: [IPAddress: NextHop], missing: inout [IPAddress],
+                                now: Int64) -> FrameAction {
         counters.received &+= 1
         let frameBytes = UnsafeMutableRawBufferPointer(rebasing: buffer[start..<(start + length)])
         let frame: Frame
@@ -231,13 +233,14 @@ public struct Forwarder {
             return .pass
         }
         if frame.fragment != .none {
-            return fragment(buffer, frame, start: start, flags: flags, interface: interface, table: &table, hops: hops, missing: &missing, now: now)
+            return fragment(buffer, frame, start: start, flags: flags, interface: interface, fwmark: fwmark, table: &table, hops: hops,
+                            missing: &missing, now: now)
         }
         if flags & 1 != 0 { return drop(.truncated) }
         let virtio = start >= VirtioHeader.size ? VirtioHeader(buffer, at: start - VirtioHeader.size) : VirtioHeader()
         // Offsets from here on are in `buffer`.
         var f = frame.moved(by: start)
-        let summary = frame.summary()
+        let summary = frame.summary(fwmark: fwmark)
         if frame.protocolNumber == IPProtocolNumber.icmp || frame.protocolNumber == IPProtocolNumber.icmpv6,
            let quote = ICMPMessage.quote(UnsafeRawBufferPointer(buffer), f), quote.hasPorts {
             return related(buffer, &f, quote, frameStart: start, virtio: virtio, interface: interface, table: table, hops: hops, missing: &missing)
@@ -260,7 +263,8 @@ public struct Forwarder {
     /// a VIP or from a NAT real server is kept until its datagram is complete, which then goes the
     /// way any datagram goes. IPv6 fragments and the rest are the kernel's.
     private mutating func fragment(_ buffer: UnsafeMutableRawBufferPointer, _ frame: Frame, start: Int, flags: UInt32, interface: Int32,
-                                   table: inout IPVS, hops: [IPAddress: NextHop], missing: inout [IPAddress], now: Int64) -> FrameAction {
+                                   fwmark: UInt32, table: inout IPVS, hops: [IPAddress: NextHop], missing: inout [IPAddress],
+                                   now: Int64) -> FrameAction {
         guard !frame.isV6, fragmentAddresses.contains(frame.destination) || fragmentAddresses.contains(frame.source) else {
             counters.passed &+= 1
             return .pass
@@ -281,8 +285,8 @@ public struct Forwarder {
         datagram.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: reassembled[(headroom + frame.network)...]).copyMemory(from: $0) }
         VirtioHeader().write(to: reassembled, at: headroom - VirtioHeader.size)
         counters.received &-= 1
-        let action = handle(reassembled, start: headroom, length: length, flags: flags & ~2, interface: interface, table: &table, hops: hops,
-                            missing: &missing, now: now)
+        let action = handle(reassembled, start: headroom, length: length, flags: flags & ~2, interface: interface, fwmark: fwmark,
+                            table: &table, hops: hops, missing: &missing, now: now)
         guard case .send(let s, let l, let i) = action else { return action }
         // What the engine sends must be in the segment area: it refers to no slot of its batch.
         let slot = UnsafeMutableRawBufferPointer(rebasing: segments[0..<Forwarder.segmentStride])
@@ -308,6 +312,12 @@ public struct Forwarder {
             VirtioHeader().write(to: segments, at: segmentStarts[i] - VirtioHeader.size)
         }
         return .sendSegments(count: count, interface: interface)
+    }
+
+    /// A marked packet that NFLOG gave without an Ethernet header, or too big for a frame.
+    public mutating func countMarkedUnusable() {
+        counters.received &+= 1
+        counters.drops[PacketDrop.malformed.rawValue] &+= 1
     }
 
     private mutating func drop(_ reason: PacketDrop) -> FrameAction {

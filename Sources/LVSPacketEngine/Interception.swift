@@ -1,3 +1,4 @@
+import Foundation
 import LVSCore
 import LinuxNet
 
@@ -13,13 +14,25 @@ import LinuxNet
 ///
 /// The rules match what the engine forwards: packets to a service's address, protocol and port
 /// (any port for a port-0 service), and, for NAT real servers, their replies (source address,
-/// protocol and port), and IPv4 fragments to or from those addresses (the engine reassembles
-/// them). fwmark services cannot be matched here (the mark is set after this hook).
+/// protocol and port, to an address that is not the director's own: a health check's answers are
+/// the director's), and IPv4 fragments to or from those addresses (the engine reassembles them).
+///
+/// fwmark services cannot be matched there: the mark is set later, by the operator's mangle rules
+/// in the IP layer's prerouting hook. For them an `inet` table adds a prerouting chain just after
+/// mangle (priority mangle + 10) that copies packets carrying one of the services' marks to the
+/// engine over NFLOG (`log group`, one packet at a time) and drops them, so the kernel neither
+/// answers nor routes them; the engine forwards them as it does the rest. Replies from their NAT
+/// real servers are taken at ingress like the others (by address, protocol and port, or address
+/// and protocol for a real server without a port).
 public struct Interception: Sendable, Hashable {
     public var interfaces: [String]
     public var services: Set<Tuple>
     public var portlessServices: Set<Host>
     public var natServers: Set<Tuple>
+    public var portlessNATServers: Set<Host> = []
+    public var marks: Set<UInt32> = []
+    /// The NFLOG group marked packets are copied to.
+    public static let logGroup: UInt16 = 0x4C56
 
     public struct Tuple: Sendable, Hashable, Comparable {
         public var address: IPAddress
@@ -41,12 +54,26 @@ public struct Interception: Sendable, Hashable {
     /// The addresses packets are taken for as destinations (the VIPs) and as sources (NAT real
     /// servers' replies).
     public var destinations: Set<IPAddress> { Set(services.map(\.address)).union(portlessServices.map(\.address)) }
-    public var sources: Set<IPAddress> { Set(natServers.map(\.address)) }
+    public var sources: Set<IPAddress> { Set(natServers.map(\.address)).union(portlessNATServers.map(\.address)) }
 
     public init(interfaces: [String], services: [ServiceSnapshot] = []) {
         self.interfaces = interfaces
         var s: Set<Tuple> = [], h: Set<Host> = [], n: Set<Tuple> = []
         for service in services {
+            if case .fwmark(let mark, _) = service.config.key {
+                marks.insert(mark)
+                for server in service.servers where server.config.forwarding == .masquerade {
+                    let e = server.config.endpoint
+                    for name in ["tcp", "udp"] {
+                        if e.port == 0 {
+                            portlessNATServers.insert(Host(address: e.address, protocolName: name))
+                        } else {
+                            n.insert(Tuple(address: e.address, protocolName: name, port: e.port))
+                        }
+                    }
+                }
+                continue
+            }
             guard case .address(let proto, let address, let port) = service.config.key else { continue }
             let name = proto.name.lowercased()
             if port == 0 { h.insert(Host(address: address, protocolName: name)) } else { s.insert(Tuple(address: address, protocolName: name, port: port)) }
@@ -73,6 +100,8 @@ public struct Interception: Sendable, Hashable {
                  "\(type) . inet_proto"),
                 ("replies" + family, natServers.filter { $0.address.isV6 == v6 }.sorted().map { "\($0.address) . \($0.protocolName) . \($0.port)" },
                  "\(type) . inet_proto . inet_service"),
+                ("replyhosts" + family, portlessNATServers.filter { $0.address.isV6 == v6 }.sorted().map { "\($0.address) . \($0.protocolName)" },
+                 "\(type) . inet_proto"),
             ]
             for (name, elements, setType) in sets {
                 text += "    set \(name) {\n        type \(setType)\n"
@@ -90,15 +119,27 @@ public struct Interception: Sendable, Hashable {
             text += "    chain ingress\(i) {\n"
             text += "        type filter hook ingress device \"\(interface)\" priority -500; policy accept;\n"
             text += "        ip daddr @fragments4 ip frag-off & 0x3fff != 0 drop\n"
-            text += "        ip saddr @fragments4 ip frag-off & 0x3fff != 0 drop\n"
+            text += "        ip saddr @fragments4 ip frag-off & 0x3fff != 0 fib daddr type != local drop\n"
             for (ip, family) in [("ip", "4"), ("ip6", "6")] {
                 text += "        \(ip) daddr . meta l4proto . th dport @services\(family) drop\n"
                 text += "        \(ip) daddr . meta l4proto @hosts\(family) drop\n"
-                text += "        \(ip) saddr . meta l4proto . th sport @replies\(family) drop\n"
+                // What a real server sends the director itself (a health check's answers) is the
+                // director's: only what goes on to a client is a reply to translate.
+                text += "        \(ip) saddr . meta l4proto . th sport @replies\(family) fib daddr type != local drop\n"
+                text += "        \(ip) saddr . meta l4proto @replyhosts\(family) fib daddr type != local drop\n"
             }
             text += "    }\n"
         }
-        return text + "}\n"
+        text += "}\n"
+        // fwmark services: after the operator's mangle rules have marked the packets.
+        text += "add table inet \(Self.table)\ndelete table inet \(Self.table)\n"
+        guard !marks.isEmpty else { return text }
+        let names = interfaces.map { "\"\($0)\"" }.joined(separator: ", ")
+        text += "table inet \(Self.table) {\n    set marks {\n        type mark\n"
+        text += "        elements = { \(marks.sorted().map { String(format: "0x%08x", $0) }.joined(separator: ", ")) }\n    }\n"
+        text += "    chain marked {\n        type filter hook prerouting priority mangle + 10; policy accept;\n"
+        text += "        iifname { \(names) } meta mark @marks log group \(Self.logGroup) snaplen 65535 queue-threshold 1 drop\n    }\n}\n"
+        return text
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -115,7 +156,7 @@ public struct Interception: Sendable, Hashable {
 
     /// Removes the engine's table (nothing if it is not there).
     public static func remove() {
-        _ = Command.run(["nft", "-f", "-"], input: "add table netdev \(table)\ndelete table netdev \(table)\n")
+        _ = Command.run(["nft", "-f", "-"], input: "add table netdev \(table)\ndelete table netdev \(table)\nadd table inet \(table)\ndelete table inet \(table)\n")
     }
 }
 

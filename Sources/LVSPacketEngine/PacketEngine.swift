@@ -103,7 +103,17 @@ public final class PacketEngine: @unchecked Sendable {
                 var forwarder = Forwarder(returnPaths: returnPaths)
                 forwarder.interfaceMACs = macs
                 forwarder.interfaceMTUs = mtus
-                workers.append(try PacketWorker(index: w, engine: self, receivers: receivers, sender: try PacketSocket(), forwarder: forwarder))
+                // The first thread also takes fwmark services' packets from NFLOG.
+                var marked: PacketLogSocket?
+                if w == 0 {
+                    do {
+                        marked = try PacketLogSocket(group: Interception.logGroup)
+                    } catch {
+                        logger.warning("fwmark services will not be forwarded", metadata: ["error": "\(error)"])
+                    }
+                }
+                workers.append(try PacketWorker(index: w, engine: self, receivers: receivers, sender: try PacketSocket(), forwarder: forwarder,
+                                                marked: marked))
             }
         } catch let failure as Failure {
             throw failure
@@ -210,22 +220,34 @@ final class PacketWorker: @unchecked Sendable {
         case stop
     }
 
-    init(index: Int, engine: PacketEngine, receivers: [PacketSocket], sender: PacketSocket, forwarder: Forwarder) throws {
+    /// fwmark services' packets (NFLOG), and the buffers they are read and made into frames in.
+    private let marked: PacketLogSocket?
+    private let markedDatagram: UnsafeMutableRawBufferPointer
+    private let markedFrame: UnsafeMutableRawBufferPointer
+
+    init(index: Int, engine: PacketEngine, receivers: [PacketSocket], sender: PacketSocket, forwarder: Forwarder,
+         marked: PacketLogSocket? = nil) throws {
         self.index = index
         self.engine = engine
         self.receivers = receivers
         self.sender = sender
         self.forwarder = forwarder
+        self.marked = marked
+        markedDatagram = .allocate(byteCount: marked == nil ? 0 : 1 << 17, alignment: 64)
+        markedFrame = .allocate(byteCount: marked == nil ? 0 : PacketEngine.stride, alignment: 64)
         epollFD = lvs_epoll_create()
         wakeFD = lvs_eventfd()
         guard epollFD >= 0, wakeFD >= 0 else { throw PacketEngine.Failure(description: "epoll or eventfd unavailable") }
         _ = lvs_epoll_add(epollFD, wakeFD, UInt32(LVS_EPOLLIN), UInt64(receivers.count))
         for (k, r) in receivers.enumerated() { _ = lvs_epoll_add(epollFD, r.fd, UInt32(LVS_EPOLLIN), UInt64(k)) }
+        if let marked { _ = lvs_epoll_add(epollFD, marked.fd, UInt32(LVS_EPOLLIN), UInt64(receivers.count + 1)) }
     }
 
     deinit {
         close(epollFD)
         close(wakeFD)
+        markedDatagram.deallocate()
+        markedFrame.deallocate()
     }
 
     var counters: PacketCounters { published.withLockedValue { $0 } }
@@ -260,7 +282,7 @@ final class PacketWorker: @unchecked Sendable {
             logger.warning("packet thread keeps the default priority", metadata: ["errno": "\(code)"])
         }
         let batch = FrameBatch(count: min(max(options.batch, 1), 64), stride: PacketEngine.stride, headroom: PacketEngine.headroom)
-        let events = lvs_epoll_events(Int32(receivers.count + 1))!
+        let events = lvs_epoll_events(Int32(receivers.count + 2))!
         defer {
             free(events)
             forwarder.release()
@@ -276,7 +298,7 @@ final class PacketWorker: @unchecked Sendable {
         var pollUntil: Int64 = 0
         let pollSpan = Int64(options.pollMicroseconds) * 1000
         loop: while true {
-            let n = lvs_epoll_wait(epollFD, events, Int32(receivers.count + 1), pollSpan > 0 && state.now < pollUntil ? 0 : 100)
+            let n = lvs_epoll_wait(epollFD, events, Int32(receivers.count + 2), pollSpan > 0 && state.now < pollUntil ? 0 : 100)
             if n < 0 && lvs_errno() != EINTR {
                 logger.error("packet thread stops: epoll_wait failed", metadata: ["errno": "\(lvs_errno())"])
                 break
@@ -292,6 +314,7 @@ final class PacketWorker: @unchecked Sendable {
                 }
                 hopView = hops.snapshot
             }
+            if marked != nil { failed += forwardMarked(batch: batch, hops: hopView, missing: &missing) }
             // Every interface, until each is drained (a bounded number of batches per wake-up).
             for (r, receiver) in receivers.enumerated() {
                 let ingress = engine.interfaceIndexes[r]
@@ -357,5 +380,51 @@ final class PacketWorker: @unchecked Sendable {
         }
         let c = forwarder.counters
         published.withLockedValue { $0 = c }
+    }
+
+    /// The fwmark services' packets NFLOG has (a bounded number of datagrams per call): each made
+    /// into a frame as AF_PACKET would give it and forwarded with its mark. Returns how many sends
+    /// the kernel refused.
+    private func forwardMarked(batch: FrameBatch, hops: [IPAddress: NextHop], missing: inout [IPAddress]) -> Int {
+        guard let marked else { return 0 }
+        var failed = 0
+        let state = engine.state
+        for _ in 0..<64 {
+            let n = marked.receive(into: markedDatagram)
+            guard n > 0 else { break }
+            let now = state.now
+            PacketLogMessage.packets(in: UnsafeRawBufferPointer(rebasing: markedDatagram[0..<n])) { packet in
+                let mtu = forwarder.interfaceMTUs[packet.inputInterface] ?? 1500
+                guard let length = MarkedPacket.prepare(into: markedFrame, start: PacketEngine.headroom, hardwareHeader: packet.hardwareHeader,
+                                                        payload: packet.payload, mtu: mtu) else {
+                    forwarder.countMarkedUnusable()
+                    return
+                }
+                let action = state.withTable { table in
+                    forwarder.handle(markedFrame, start: PacketEngine.headroom, length: length, flags: 0, interface: packet.inputInterface,
+                                     fwmark: packet.mark, table: &table, hops: hops, missing: &missing, now: now)
+                }
+                switch action {
+                case .send(let start, let length, let interface):
+                    failed += batch.queue(markedFrame.baseAddress! + start - VirtioHeader.size, length: length + VirtioHeader.size,
+                                          interface: interface, via: sender)
+                    failed += batch.flush(via: sender)
+                case .sendSegments(let count, let interface):
+                    failed += batch.flush(via: sender)
+                    for k in 0..<count {
+                        let (pointer, length) = forwarder.segment(k)
+                        failed += batch.queue(pointer, length: length, interface: interface, via: sender)
+                    }
+                    failed += batch.flush(via: sender)
+                default:
+                    break
+                }
+            }
+        }
+        if !missing.isEmpty {
+            for a in missing { engine.hops.ask(a) }
+            missing.removeAll(keepingCapacity: true)
+        }
+        return failed
     }
 }

@@ -160,8 +160,13 @@ pids+=($!)
 for _ in $(seq 50); do ip netns exec "$r" ss -ltn | contains ":80 " && break; sleep 0.05; done
 answer=$(ip netns exec "$c" timeout 5 socat -T 2 - TCP4:10.9.9.9:80 </dev/null || true)
 [[ $answer == still-here ]] || fail "after hostile frames the service answers '$answer'"
-# The same counts, live, in /metrics (and the page passes promtool).
-ip netns exec "$d" curl -sf -m 5 http://127.0.0.1:18990/metrics >"$work/metrics" || fail "/metrics"
+# The same counts, live, in /metrics (the engine publishes its counters every 200 ms; the page
+# passes promtool).
+for _ in $(seq 30); do
+    ip netns exec "$d" curl -sf -m 5 http://127.0.0.1:18990/metrics >"$work/metrics" || fail "/metrics"
+    contains -Fx 'lvs_engine_dropped_total{reason="hop_limit"} 1' "$work/metrics" && break
+    sleep 0.1
+done
 contains -Fx 'lvs_engine_dropped_total{reason="hop_limit"} 1' "$work/metrics" || fail "hop limit drop not in /metrics: $(grep dropped "$work/metrics")"
 awk '/^lvs_engine_dropped_total\{reason="not_scheduled"\}/ {exit !($2 > 0)}' "$work/metrics" || fail "not-scheduled drops not in /metrics"
 awk '/^lvs_engine_packets_total\{result="forwarded"\}/ {exit !($2 > 0)}' "$work/metrics" || fail "forwarded frames not in /metrics"

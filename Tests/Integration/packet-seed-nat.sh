@@ -37,4 +37,29 @@ echo "answers by real server: $answers"
 stats=$(ipvsadm_in "$lb" -Ln --stats)
 echo "$stats" | awk '/->/ && $2 ~ /^172/ { if ($4 == 0 || $5 == 0) bad = 1 } END { exit bad }' || fail "counters: $stats"
 ipvsadm_in "$lb" -Ln
+
+# The director's own connections to a real server (a health check's) are its own, not replies
+# to translate: they must reach it.
+[[ $(ip netns exec "$lb" curl -s --max-time 5 http://172.16.0.2:80/) == "172.16.0.2:80" ]] || fail "the director cannot reach its real server itself"
+echo "the director reaches 172.16.0.2:80 itself (a checker would)"
+
+# A fwmark service through NAT: the operator marks the VIP's port 8080 with 2; one real server
+# with its own port, one without (it answers on 8080, the port the client asked for).
+http_server "$rsa" 0.0.0.0 8080 "172.16.0.2:8080"
+ip netns exec "$lb" nft -f - <<NFT
+table ip operator {
+    chain prerouting {
+        type filter hook prerouting priority mangle; policy accept;
+        ip daddr $VIP tcp dport 8080 meta mark set 2
+    }
+}
+NFT
+ipvsadm_in "$lb" -A -f 2 -s rr
+ipvsadm_in "$lb" -a -f 2 -r 172.16.0.2 -m
+ipvsadm_in "$lb" -a -f 2 -r 172.16.0.3:8000 -m
+answers=$(for _ in $(seq 6); do ip netns exec "$client" curl -s --max-time 5 http://$VIP:8080/ || echo ERR; done | sort | uniq -c | awk '{print $2 "=" $1}' | tr '\n' ' ')
+[[ $answers == "172.16.0.2:8080=3 172.16.0.3:8000=3 " ]] || fail "fwmark answers by real server: $answers"
+echo "fwmark NAT: $answers"
+ipvsadm_in "$lb" -Ln --stats | awk '/^FWM/ { found = 1; if ($5 == 0) bad = 1 } END { exit !(found && !bad) }' || fail "fwmark counters: $(ipvsadm_in "$lb" -Ln --stats)"
+[[ $(ip netns exec "$lb" curl -s --max-time 5 http://172.16.0.2:8080/) == "172.16.0.2:8080" ]] || fail "the director cannot reach its portless NAT real server itself"
 echo "packet-seed-nat: ok"
