@@ -83,8 +83,8 @@ let package = Package(
         .executableTarget(name: "HealthCheckBenchmark", dependencies: ["HealthCheck", "LVSCore", .product(name: "NIOPosix", package: "swift-nio"),
                                                                        .product(name: "Logging", package: "swift-log")],
                           path: "Benchmarks/HealthCheckBenchmark"),
-        // libFuzzer over LVSPacket, VRRP's receive path and the sync decoder (scripts/fuzz-packets); without -DFUZZING a corpus regression runner.
-        .executableTarget(name: "PacketFuzzer", dependencies: ["LVSPacket", "VRRP", "LVSSync"], path: "Fuzz/PacketFuzzer"),
+        // libFuzzer over LVSPacket, VRRP's receive path, the sync decoder and the fwmark path (scripts/fuzz-packets); without -DFUZZING a corpus regression runner.
+        .executableTarget(name: "PacketFuzzer", dependencies: ["LVSPacket", "LVSPacketEngine", "VRRP", "LVSSync"], path: "Fuzz/PacketFuzzer"),
         .executableTarget(name: "SyncBenchmark", dependencies: ["LVSSync", "LVSState", "LVSCore", .product(name: "NIOPosix", package: "swift-nio"),
                                                                 .product(name: "Logging", package: "swift-log")],
                           path: "Benchmarks/SyncBenchmark"),

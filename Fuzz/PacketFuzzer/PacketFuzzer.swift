@@ -1,10 +1,11 @@
 // The packet fuzzer: libFuzzer drives LVSPacket's reading and rewriting (PacketFuzzing.exercise)
-// VRRP's receive checks (VRRPFuzzing.exercise) and the sync decoder (SyncFuzzing.exercise) with
-// every input.
+// VRRP's receive checks (VRRPFuzzing.exercise), the sync decoder (SyncFuzzing.exercise) and the
+// fwmark path's NFLOG reading and forwarding (MarkedPacketFuzzing.exercise) with every input.
 //   scripts/fuzz-packets [SECONDS]    builds it with -sanitize=fuzzer and runs it on the corpus
 // Built without FUZZING (as `swift build` does), it is a regression runner: each file given (or
 // every file of Tests/LVSPacketTests/Corpus) is put through the same checks.
 import LVSPacket
+import LVSPacketEngine
 import LVSSync
 import VRRP
 
@@ -14,6 +15,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     PacketFuzzing.exercise(UnsafeRawBufferPointer(start: data, count: size))
     VRRPFuzzing.exercise(UnsafeRawBufferPointer(start: data, count: size))
     SyncFuzzing.exercise(UnsafeRawBufferPointer(start: data, count: size))
+    MarkedPacketFuzzing.exercise(UnsafeRawBufferPointer(start: data, count: size))
     return 0
 }
 
@@ -54,6 +56,7 @@ struct PacketFuzzerRegression {
                 PacketFuzzing.exercise($0)
                 VRRPFuzzing.exercise($0)
                 SyncFuzzing.exercise($0)
+                MarkedPacketFuzzing.exercise($0)
             }
         }
         print("packet fuzzer regression: \(paths.count) inputs")
