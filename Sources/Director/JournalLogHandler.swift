@@ -1,6 +1,10 @@
 import Foundation
 import Logging
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Log lines for systemd's journal (stderr connected to it, `$JOURNAL_STREAM` set): no timestamp
 /// (the journal keeps its own), the level as an sd-daemon(3) `<N>` prefix so `journalctl -p`
 /// filters work, then the message as keepalived words it, and the metadata.
@@ -17,6 +21,17 @@ public struct JournalLogHandler: LogHandler {
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
+    }
+
+    /// Whether stderr is the journal's stream: `$JOURNAL_STREAM` (DEVICE:INODE, set by systemd) names
+    /// the file on descriptor 2 (children inherit the variable with other stderrs).
+    public static func standardErrorIsTheJournal(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
+        guard let value = environment["JOURNAL_STREAM"] else { return false }
+        let parts = value.split(separator: ":")
+        guard parts.count == 2, let device = UInt64(parts[0]), let inode = UInt64(parts[1]) else { return false }
+        var st = stat()
+        guard fstat(2, &st) == 0 else { return false }
+        return UInt64(st.st_dev) == device && UInt64(st.st_ino) == inode
     }
 
     /// syslog priorities: err 3, warning 4, notice 5, info 6, debug 7.

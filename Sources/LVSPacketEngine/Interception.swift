@@ -19,9 +19,9 @@ import LinuxNet
 ///
 /// fwmark services cannot be matched there: the mark is set later, by the operator's mangle rules
 /// in the IP layer's prerouting hook. For them an `inet` table adds a prerouting chain just after
-/// mangle (priority mangle + 10) that copies packets carrying one of the services' marks to the
-/// engine over NFLOG (`log group`, one packet at a time) and drops them, so the kernel neither
-/// answers nor routes them; the engine forwards them as it does the rest. Replies from their NAT
+/// mangle (priority mangle + 10) that copies the TCP, UDP and SCTP packets carrying one of the
+/// services' marks to the engine over NFLOG (`log group`, one packet at a time) and drops them, so
+/// the kernel neither answers nor routes them; the engine forwards them as it does the rest. Replies from their NAT
 /// real servers are taken at ingress like the others (by address, protocol and port, or address
 /// and protocol for a real server without a port).
 public struct Interception: Sendable, Hashable {
@@ -138,7 +138,11 @@ public struct Interception: Sendable, Hashable {
         text += "table inet \(Self.table) {\n    set marks {\n        type mark\n"
         text += "        elements = { \(marks.sorted().map { String(format: "0x%08x", $0) }.joined(separator: ", ")) }\n    }\n"
         text += "    chain marked {\n        type filter hook prerouting priority mangle + 10; policy accept;\n"
-        text += "        iifname { \(names) } meta mark @marks log group \(Self.logGroup) snaplen 65535 queue-threshold 1 drop\n    }\n}\n"
+        // Only what the engine forwards: TCP, UDP and SCTP, and no IPv4 fragment (ICMP to a
+        // marked VIP, say, stays the kernel's; a dropped packet could not be handed back to it).
+        let log = "log group \(Self.logGroup) snaplen 65535 queue-threshold 1 drop"
+        text += "        iifname { \(names) } meta mark @marks meta nfproto ipv4 meta l4proto { tcp, udp, sctp } ip frag-off & 0x3fff == 0 \(log)\n"
+        text += "        iifname { \(names) } meta mark @marks meta nfproto ipv6 meta l4proto { tcp, udp, sctp } \(log)\n    }\n}\n"
         return text
     }
 

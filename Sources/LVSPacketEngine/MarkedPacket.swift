@@ -15,10 +15,13 @@ public enum MarkedPacket {
     /// length, or nil if it does not fit or is not an IP packet behind an Ethernet header.
     public static func prepare(into buffer: UnsafeMutableRawBufferPointer, start: Int, hardwareHeader: UnsafeRawBufferPointer,
                                payload: UnsafeRawBufferPointer, mtu: Int) -> Int? {
-        guard hardwareHeader.count == 14, start >= VirtioHeader.size, start + 14 + payload.count <= buffer.count else { return nil }
-        UnsafeMutableRawBufferPointer(rebasing: buffer[start..<(start + 14)]).copyMemory(from: hardwareHeader)
-        UnsafeMutableRawBufferPointer(rebasing: buffer[(start + 14)..<(start + 14 + payload.count)]).copyMemory(from: payload)
-        let length = 14 + payload.count
+        // An Ethernet header, or one with an 802.1Q tag (a VLAN device without tag offload).
+        let h = hardwareHeader.count
+        guard h == 14 || (h == 18 && hardwareHeader[12] == 0x81 && hardwareHeader[13] == 0x00) else { return nil }
+        guard start >= VirtioHeader.size, start + h + payload.count <= buffer.count else { return nil }
+        UnsafeMutableRawBufferPointer(rebasing: buffer[start..<(start + h)]).copyMemory(from: hardwareHeader)
+        UnsafeMutableRawBufferPointer(rebasing: buffer[(start + h)..<(start + h + payload.count)]).copyMemory(from: payload)
+        let length = h + payload.count
         var virtio = VirtioHeader()
         defer { virtio.write(to: buffer, at: start - VirtioHeader.size) }
         guard case .success(let frame) = Frame.parse(UnsafeRawBufferPointer(rebasing: buffer[start..<(start + length)])),

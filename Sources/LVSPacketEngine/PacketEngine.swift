@@ -47,6 +47,9 @@ public final class PacketEngine: @unchecked Sendable {
     let interfaceIndexes: [Int32]
     private var workers: [PacketWorker] = []
     private let interception = NIOLockedValueBox<Interception?>(nil)
+    private let fwmarkWarned = NIOLockedValueBox(false)
+    /// Whether the first thread has the NFLOG socket fwmark services' packets come through.
+    var takesMarkedPackets: Bool { workers.first?.takesMarkedPackets ?? false }
     /// What the sockets' filter lets through (VIPs, NAT real servers, IPv6 or not).
     private let filtered = NIOLockedValueBox<FilterSet>(FilterSet())
 
@@ -147,7 +150,14 @@ public final class PacketEngine: @unchecked Sendable {
     /// follow. Blocking (nft, netlink): call it off an event loop's hot path.
     public func tableChanged() throws {
         let services = state.withTable { $0.serviceSnapshots }
-        let wanted = Interception(interfaces: options.interfaces, services: services)
+        var wanted = Interception(interfaces: options.interfaces, services: services)
+        if !wanted.marks.isEmpty && !takesMarkedPackets {
+            // Without the NFLOG socket the rule would only black-hole the marked packets.
+            wanted.marks = []
+            if !fwmarkWarned.withLockedValue({ w in defer { w = true }; return w }) {
+                logger.warning("fwmark services are in the table but cannot be forwarded: NFLOG group \(Interception.logGroup) is not ours")
+            }
+        }
         var servers: Set<IPAddress> = []
         var tunnels: [Endpoint: TunnelConfig] = [:]
         for s in services {
@@ -251,6 +261,8 @@ final class PacketWorker: @unchecked Sendable {
     }
 
     var counters: PacketCounters { published.withLockedValue { $0 } }
+
+    var takesMarkedPackets: Bool { marked != nil }
 
     func submit(_ command: Command) {
         inbox.withLockedValue { $0.append(command) }

@@ -128,7 +128,7 @@ public enum APIDocuments {
 
     public static func history(_ samples: (times: [Double], series: [String: [Double]]), interval: Double) -> [UInt8] {
         let round = { (x: Double) in (x * 100).rounded() / 100 }
-        return encode(History(interval: interval, times: samples.times.map { (($0 * 1000).rounded()) / 1000 },
+        return encode(History(interval: interval, times: samples.times,
                               series: samples.series.mapValues { $0.map(round) }))
     }
 

@@ -93,8 +93,11 @@ function el(tag, cls, text) {
 }
 function cell(row, text, cls) { const c = el("td", cls, text); row.appendChild(c); return c; }
 function hostPort(a, p) { return a.indexOf(":") >= 0 ? "[" + a + "]:" + p : a + ":" + p; }
-function serviceKey(s) { return s.fwmark != null ? "FWM|" + s.fwmark : s.protocol + "|" + s.address + "|" + s.port; }
-function serviceName(s) { return s.fwmark != null ? "FWM  " + s.fwmark : s.protocol + "  " + hostPort(s.address, s.port); }
+function serviceKey(s) {
+  if (s.fwmark != null) return (s.family === "inet6" ? "FWM6|" : "FWM|") + s.fwmark;
+  return s.protocol + "|" + s.address + "|" + s.port;
+}
+function serviceName(s) { return s.fwmark != null ? "FWM  " + s.fwmark + (s.family === "inet6" ? " IPv6" : "") : s.protocol + "  " + hostPort(s.address, s.port); }
 function human(n) {
   const units = ["", "K", "M", "G", "T"];
   let i = 0;

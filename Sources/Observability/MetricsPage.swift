@@ -43,8 +43,9 @@ public enum MetricsPage {
         switch key {
         case .address(let proto, let address, let port):
             return LabelSet(["proto": proto.name, "local_address": "\(address)", "local_port": "\(port)", "local_mark": ""])
-        case .fwmark(let mark, _):
-            return LabelSet(["proto": "FWM", "local_address": "", "local_port": "0", "local_mark": "\(mark)"])
+        case .fwmark(let mark, let family):
+            // An IPv6 fwmark service (`-f N -6`) is another service with the same mark.
+            return LabelSet(["proto": family == .inet6 ? "FWM6" : "FWM", "local_address": "", "local_port": "0", "local_mark": "\(mark)"])
         }
     }
 

@@ -28,6 +28,9 @@ public final class ObservabilityServer: Sendable {
         public var maximumBody = 16 << 10
         public var idleTimeout: TimeAmount = .seconds(30)
         public var writeTimeout: TimeAmount = .seconds(30)
+        /// From a connection's first byte (or the end of its last answer) to the end of its next
+        /// request: a client that trickles a request in is cut off.
+        public var requestTimeout: TimeAmount = .seconds(10)
         /// How long one gathered view answers every client that asks.
         public var viewReuse: TimeAmount = .milliseconds(100)
 
@@ -192,24 +195,48 @@ final class ObservabilityHandler: ChannelInboundHandler, RemovableChannelHandler
     let server: ObservabilityServer
     private var head: HTTPRequestHead?
     private var bodyBytes = 0
-    private var refused: HTTPRoute.Problem?
+    private var refused = false
+    private var deadline: Scheduled<Void>?
 
     init(server: ObservabilityServer) { self.server = server }
 
+    func channelActive(context: ChannelHandlerContext) {
+        armDeadline(context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        context.fireChannelInactive()
+    }
+
+    /// The next request must be complete within `requestTimeout`.
+    private func armDeadline(_ context: ChannelHandlerContext) {
+        deadline?.cancel()
+        let channel = context.channel
+        deadline = context.eventLoop.scheduleTask(in: server.limits.requestTimeout) { channel.close(promise: nil) }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused else { return }
         switch unwrapInboundIn(data) {
         case .head(let h):
             head = h
             bodyBytes = 0
-            refused = nil
         case .body(let chunk):
             bodyBytes += chunk.readableBytes
-            if bodyBytes > server.limits.maximumBody && refused == nil {
-                refused = HTTPRoute.Problem(413, "request body over \(server.limits.maximumBody) bytes")
+            if bodyBytes > server.limits.maximumBody, let h = head {
+                // Answered at once, and the connection closed after it: the rest is not read.
+                refused = true
+                head = nil
+                deadline?.cancel()
+                write(.problem(HTTPRoute.Problem(413, "request body over \(server.limits.maximumBody) bytes")), keepAlive: false,
+                      headOnly: false, version: h.version, context: context, channel: context.channel)
             }
         case .end:
             guard let h = head else { return }
             head = nil
+            deadline?.cancel()
             respond(to: h, context: context)
         }
     }
@@ -217,14 +244,13 @@ final class ObservabilityHandler: ChannelInboundHandler, RemovableChannelHandler
     private func respond(to request: HTTPRequestHead, context: ChannelHandlerContext) {
         let loop = context.eventLoop
         let channel = context.channel
-        let route: Result<HTTPRoute, HTTPRoute.Problem> = refused.map { .failure($0) }
-            ?? HTTPRoute.resolve(method: request.method.rawValue, target: request.uri)
+        let route = HTTPRoute.resolve(method: request.method.rawValue, target: request.uri)
         let answer: EventLoopFuture<ObservabilityServer.Answer>
         switch route {
         case .failure(let p): answer = loop.makeSucceededFuture(.problem(p))
         case .success(let r): answer = server.answer(r, on: loop)
         }
-        let keepAlive = request.isKeepAlive && refused == nil
+        let keepAlive = request.isKeepAlive
         let headOnly = request.method == .HEAD
         // Every answer future completes on this channel's loop.
         let bound = NIOLoopBound((handler: self, context: context), eventLoop: loop)
@@ -260,9 +286,16 @@ final class ObservabilityHandler: ChannelInboundHandler, RemovableChannelHandler
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
         // A client that does not take the answer in time loses its connection.
         let timeout = context.eventLoop.scheduleTask(in: server.limits.writeTimeout) { channel.close(promise: nil) }
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
         done.futureResult.whenComplete { result in
             timeout.cancel()
-            if case .failure = result { channel.close(promise: nil) } else if !keepAlive { channel.close(promise: nil) }
+            if case .failure = result {
+                channel.close(promise: nil)
+            } else if !keepAlive {
+                channel.close(promise: nil)
+            } else {
+                bound.value.handler.armDeadline(bound.value.context)
+            }
         }
     }
 

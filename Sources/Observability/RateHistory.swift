@@ -27,7 +27,7 @@ public final class RateHistory: Sendable {
     public static func key(_ service: VirtualService.Key) -> String {
         switch service {
         case .address(let p, let a, let port): return "\(p.name)|\(a)|\(port)"
-        case .fwmark(let mark, _): return "FWM|\(mark)"
+        case .fwmark(let mark, let family): return family == .inet6 ? "FWM6|\(mark)" : "FWM|\(mark)"
         }
     }
 
@@ -37,7 +37,9 @@ public final class RateHistory: Sendable {
     }
 
     /// Takes a sample of `view` at `time` (Unix seconds). The first sample only sets the baseline.
-    public func record(_ view: DirectorView, at time: Double) {
+    public func record(_ view: DirectorView, at unrounded: Double) {
+        // Times go out to the millisecond; the cursor a client sends back must match them.
+        let time = (unrounded * 1000).rounded() / 1000
         var now: [String: UInt64] = [:]
         now.reserveCapacity(view.services.count * 8)
         for s in view.services {

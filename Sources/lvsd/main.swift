@@ -187,7 +187,7 @@ default: fail("unknown engine \(engineName) (proxy, packet or kernel)")
 
 let logLevel: Logger.Level = detail ? .debug : .info
 // Under systemd, stderr is the journal: levels as <N> prefixes, no second timestamp.
-let toJournal = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
+let toJournal = JournalLogHandler.standardErrorIsTheJournal()
 let syslogLocal = syslogFacility
 LoggingSystem.bootstrap { label in
     var console: LogHandler

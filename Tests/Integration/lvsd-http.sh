@@ -199,6 +199,7 @@ echo "ok: reloads counted (2 applied, 1 refused) and in the event log"
 
 kill -TERM "$lvsd"
 for _ in $(seq 50); do kill -0 "$lvsd" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$lvsd" 2>/dev/null && { kill -KILL "$lvsd"; fail "lvsd did not stop within 5 s of SIGTERM"; }
 set +e; wait "$lvsd"; rc=$?; set -e
 [[ $rc == 0 ]] || fail "lvsd exit after SIGTERM: $rc"
 [[ $(code "http://$http/metrics") == 000 ]] || fail "the HTTP endpoint outlived lvsd"

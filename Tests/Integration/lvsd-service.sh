@@ -48,8 +48,10 @@ virtual_server 127.0.0.1 18780 {
     }
 }
 CONF
-NOTIFY_SOCKET=$work/notify.sock JOURNAL_STREAM=8:1234 LVSD_CONFIG=$work/keepalived.conf \
-    "$root/usr/local/sbin/lvsd" --dont-fork --log-console >"$work/out" 2>"$work/err" &
+# stderr is the journal when JOURNAL_STREAM names its device and inode (systemd sets both).
+: >"$work/err"
+NOTIFY_SOCKET=$work/notify.sock JOURNAL_STREAM=$(stat -c '%d:%i' "$work/err") LVSD_CONFIG=$work/keepalived.conf \
+    "$root/usr/local/sbin/lvsd" --dont-fork --log-console >"$work/out" 2>>"$work/err" &
 pids+=($!); lvsd=$!
 notified() { for _ in $(seq 100); do contains -Fx "$1" "$work/notified" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 notified "READY=1 STATUS=serving" || fail "no READY=1: $(cat "$work/notified" 2>/dev/null)"
@@ -57,6 +59,12 @@ notified "READY=1 STATUS=serving" || fail "no READY=1: $(cat "$work/notified" 2>
 curl -sf -m 5 http://127.0.0.1:18780/ | contains rs1 || fail "no traffic"
 head -1 "$work/err" | contains -E '^<6>' || fail "journal lines: $(head -3 "$work/err")"
 contains -E '^<[0-9]>[0-9]{4}-' "$work/err" && fail "a timestamp in journal lines"
+# An inherited JOURNAL_STREAM with stderr elsewhere: the usual timestamped lines.
+JOURNAL_STREAM=1:1 LVSD_SOCKET=$work/other.sock LVSD_CONFIG= "$root/usr/local/sbin/lvsd" 2>"$work/other" &
+other=$!; pids+=($other)
+for _ in $(seq 50); do [[ -s $work/other ]] && break; sleep 0.1; done
+kill -TERM "$other"; wait "$other" || true
+head -1 "$work/other" | contains -E '^[0-9]{4}-[0-9]{2}-[0-9]{2}T' || fail "with stderr not the journal: $(head -1 "$work/other")"
 echo "ok: READY=1 after the configuration from LVSD_CONFIG was applied; journal-style log lines"
 
 kill -HUP "$lvsd"
@@ -67,6 +75,7 @@ contains -F '<6>Reloading configuration' "$work/err" || fail "reload log line: $
 kill -TERM "$lvsd"
 notified "STOPPING=1" || fail "no STOPPING=1"
 for _ in $(seq 50); do kill -0 "$lvsd" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$lvsd" 2>/dev/null && { kill -KILL "$lvsd"; fail "lvsd did not stop within 5 s of SIGTERM"; }
 set +e; wait "$lvsd"; rc=$?; set -e
 [[ $rc == 0 ]] || fail "lvsd exit after SIGTERM: $rc"
 echo "ok: RELOADING=1 / READY=1 around SIGHUP, STOPPING=1 on SIGTERM, exit 0"

@@ -45,7 +45,7 @@ ipvsadm_in "$dr" -A -f 1 -s rr -p 60
 ipvsadm_in "$dr" -a -f 1 -r 192.168.122.10 -g
 ipvsadm_in "$dr" -a -f 1 -r 192.168.122.20 -g
 for _ in $(seq 50); do ip netns exec "$dr" nft list table inet lvsd 2>/dev/null | contains "log group" && break; sleep 0.05; done
-ip netns exec "$dr" nft list table inet lvsd | contains "meta mark @marks log group" || fail "no fwmark rule: $(ip netns exec "$dr" nft list ruleset)"
+ip netns exec "$dr" nft list table inet lvsd | contains "meta mark @marks .* log group" || fail "no fwmark rule: $(ip netns exec "$dr" nft list ruleset)"
 
 # Both ports from one client go to one real server (persistence across the fwmark service).
 a80=$(ip netns exec "$user" curl -s --max-time 5 http://$VIP/) || true
@@ -75,7 +75,10 @@ for _ in $(seq 50); do ip netns exec "$dr" ss -ltn | contains ":2222 " && break;
 stats=$(ipvsadm_in "$dr" -Ln --stats)
 echo "$stats" | contains -E '^FWM  1 +[0-9]+ +[1-9][0-9]* +0 ' || fail "stats: $stats"
 echo "$stats"
-kill -TERM $lvsd_pid; wait $lvsd_pid || true
+kill -TERM $lvsd_pid
+for _ in $(seq 50); do kill -0 $lvsd_pid 2>/dev/null || break; sleep 0.1; done
+kill -0 $lvsd_pid 2>/dev/null && { kill -KILL $lvsd_pid; fail "lvsd did not stop within 5 s of SIGTERM"; }
+wait $lvsd_pid || true
 line=$(grep "packet engine stopped" "$work/err" | tail -1)
 echo "$line"
 echo "$line" | contains -E ' forwarded=[1-9]' || fail "nothing forwarded: $line"

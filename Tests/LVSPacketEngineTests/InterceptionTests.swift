@@ -41,6 +41,7 @@ import Testing
         #expect(script.contains("ip saddr . meta l4proto @replyhosts4 fib daddr type != local drop"))
         #expect(script.contains("elements = { 0x00000001, 0x0000002a }"))
         #expect(script.contains("type filter hook prerouting priority mangle + 10; policy accept;"))
-        #expect(script.contains("iifname { \"eth0\", \"eth1\" } meta mark @marks log group \(Interception.logGroup) snaplen 65535 queue-threshold 1 drop"))
+        #expect(script.contains("iifname { \"eth0\", \"eth1\" } meta mark @marks meta nfproto ipv4 meta l4proto { tcp, udp, sctp } ip frag-off & 0x3fff == 0 log group \(Interception.logGroup) snaplen 65535 queue-threshold 1 drop"))
+        #expect(script.contains("iifname { \"eth0\", \"eth1\" } meta mark @marks meta nfproto ipv6 meta l4proto { tcp, udp, sctp } log group"))
     }
 }

@@ -59,7 +59,10 @@ import Glibc
 
         deinit { close(fd) }
 
-        func send(_ text: String) { _ = text.withCString { Glibc.send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) } }
+        func send(_ text: String) { _ = trySend(text) }
+
+        /// Whether the kernel took the bytes (false once the server has closed the connection).
+        func trySend(_ text: String) -> Bool { text.withCString { Glibc.send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) } > 0 }
 
         /// Everything until the server closes (or the timeout).
         func readAll() -> String {
@@ -156,12 +159,21 @@ import Glibc
         var limits = ObservabilityServer.Limits()
         limits.idleTimeout = .milliseconds(300)
         limits.writeTimeout = .milliseconds(300)
+        limits.requestTimeout = .milliseconds(800)
         limits.maximumConnections = 4
         try withServer(limits) { port in
             // Idle: closed after the idle timeout, without an answer.
             let idle = try Client(port: port)
             idle.send("GET /met")
             #expect(idle.readAll() == "")
+            // A request trickled in a byte at a time (never idle for long): cut off at its deadline.
+            let trickle = try Client(port: port)
+            var refused = false
+            for ch in "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: " + String(repeating: "a", count: 40) where !refused {
+                refused = !trickle.trySend(String(ch))
+                usleep(100_000)
+            }
+            #expect(refused, "the trickling client was not cut off")
             // A body over the limit: 413, and the connection closes.
             let big = try Client(port: port)
             big.send("GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 20000\r\n\r\n" + String(repeating: "x", count: 20000))

@@ -123,6 +123,7 @@ struct ConnectionTable {
     /// Indices of the live entries (for listings; allocates).
     /// The live entries `offset ..< offset + limit`, in the order `liveIndices` gives them.
     func liveIndices(offset: Int, limit: Int) -> [Int32] {
+        guard offset < count, limit > 0 else { return [] }
         var out: [Int32] = []
         var skipped = 0
         for i in ConnectionTable.wheelSlots..<storage.highWater where storage.hot[i].families & 0x80 != 0 {
