@@ -326,7 +326,12 @@ final class PacketWorker: @unchecked Sendable {
                 }
                 hopView = hops.snapshot
             }
-            if marked != nil { failed += forwardMarked(batch: batch, hops: hopView, missing: &missing) }
+            // The NFLOG socket only when epoll says it has something (no system call otherwise).
+            if marked != nil {
+                for k in 0..<max(n, 0) where lvs_epoll_event_data(events, k) == UInt64(receivers.count + 1) {
+                    failed += forwardMarked(batch: batch, hops: hopView, missing: &missing)
+                }
+            }
             // Every interface, until each is drained (a bounded number of batches per wake-up).
             for (r, receiver) in receivers.enumerated() {
                 let ingress = engine.interfaceIndexes[r]
