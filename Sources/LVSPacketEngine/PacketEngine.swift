@@ -351,20 +351,7 @@ final class PacketWorker: @unchecked Sendable {
                             let slot = batch.slot(i)
                             let action = forwarder.handle(slot, start: PacketEngine.headroom, length: Int(batch.lengths[i]), flags: batch.flags[i],
                                                           interface: ingress, table: &table, hops: hopView, missing: &missing, now: now)
-                            switch action {
-                            case .send(let start, let length, let interface):
-                                failed += batch.queue(slot: slot, start: start, length: length, interface: interface, via: sender)
-                            case .sendSegments(let count, let interface):
-                                // The segments reuse one scratch area: out they go before the next frame.
-                                failed += batch.flush(via: sender)
-                                for k in 0..<count {
-                                    let (pointer, length) = forwarder.segment(k)
-                                    failed += batch.queue(pointer, length: length, interface: interface, via: sender)
-                                }
-                                failed += batch.flush(via: sender)
-                            default:
-                                break
-                            }
+                            failed += queue(action, in: slot, batch: batch)
                         }
                     }
                     failed += batch.flush(via: sender)
@@ -399,6 +386,26 @@ final class PacketWorker: @unchecked Sendable {
         published.withLockedValue { $0 = c }
     }
 
+    /// Queues what the forwarder said to send: the frame in `buffer`, or its segments (which
+    /// reuse one scratch area, so out they go before the next frame). Returns how many sends the
+    /// kernel refused.
+    @inline(__always)
+    private func queue(_ action: FrameAction, in buffer: UnsafeMutableRawBufferPointer, batch: FrameBatch) -> Int {
+        switch action {
+        case .send(let start, let length, let interface):
+            return batch.queue(slot: buffer, start: start, length: length, interface: interface, via: sender)
+        case .sendSegments(let count, let interface):
+            var failed = batch.flush(via: sender)
+            for k in 0..<count {
+                let (pointer, length) = forwarder.segment(k)
+                failed += batch.queue(pointer, length: length, interface: interface, via: sender)
+            }
+            return failed + batch.flush(via: sender)
+        default:
+            return 0
+        }
+    }
+
     /// The fwmark services' packets NFLOG has (a bounded number of datagrams per call): each made
     /// into a frame as AF_PACKET would give it and forwarded with its mark. Returns how many sends
     /// the kernel refused.
@@ -421,21 +428,8 @@ final class PacketWorker: @unchecked Sendable {
                     forwarder.handle(markedFrame, start: PacketEngine.headroom, length: length, flags: 0, interface: packet.inputInterface,
                                      fwmark: packet.mark, table: &table, hops: hops, missing: &missing, now: now)
                 }
-                switch action {
-                case .send(let start, let length, let interface):
-                    failed += batch.queue(markedFrame.baseAddress! + start - VirtioHeader.size, length: length + VirtioHeader.size,
-                                          interface: interface, via: sender)
-                    failed += batch.flush(via: sender)
-                case .sendSegments(let count, let interface):
-                    failed += batch.flush(via: sender)
-                    for k in 0..<count {
-                        let (pointer, length) = forwarder.segment(k)
-                        failed += batch.queue(pointer, length: length, interface: interface, via: sender)
-                    }
-                    failed += batch.flush(via: sender)
-                default:
-                    break
-                }
+                // Out before the next packet is made in the same buffer.
+                failed += queue(action, in: markedFrame, batch: batch) + batch.flush(via: sender)
             }
         }
         if !missing.isEmpty {

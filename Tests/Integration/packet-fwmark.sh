@@ -12,14 +12,7 @@ source Tests/Integration/common.bash
 source Tests/Integration/netns.bash
 
 VIP=192.168.122.50
-new_ns user; new_ns dr; new_ns rs1; new_ns rs2
-user=user-$$ dr=dr-$$ rs1=rs1-$$ rs2=rs2-$$
-lan "$user" "$dr" "$rs1" "$rs2"
-ip -n "$user" addr add 192.168.122.100/24 dev eth0
-ip -n "$dr" addr add 192.168.122.30/24 dev eth0
-ip -n "$rs1" addr add 192.168.122.10/24 dev eth0
-ip -n "$rs2" addr add 192.168.122.20/24 dev eth0
-lan_forwarding
+lan_hosts user=192.168.122.100/24 dr=192.168.122.30/24 rs1=192.168.122.10/24 rs2=192.168.122.20/24
 for n in 1 2; do
     ns=rs$n-$$
     ip netns exec "$ns" "$bin/lvsd" realserver start --vip $VIP >/dev/null || fail "realserver start on rs$n"
