@@ -70,7 +70,8 @@ public enum ListingJSON {
         var template: Bool
     }
 
-    static func encode<T: Encodable>(_ value: T) -> String {
+    /// The JSON every listing and API document is written in: pretty, keys sorted, slashes plain.
+    public static func encode<T: Encodable>(_ value: T) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
@@ -111,12 +112,22 @@ public enum ListingJSON {
         encode(Table(services: services.map(service), totals: totals.map { Stats($0.counters, $0.rates) }))
     }
 
+    static func connection(_ c: ConnectionSnapshot) -> Connection {
+        Connection(protocol: c.protocolName, state: c.stateName, expiresSeconds: c.expiresIn / 1000,
+                   client: "\(c.client)", virtual: "\(c.virtual)", destination: "\(c.destination)", template: c.isTemplate)
+    }
+
     public static func connections(_ entries: [ConnectionSnapshot]) -> String {
-        encode(entries.map {
-            Connection(protocol: $0.protocolName, state: $0.stateName, expiresSeconds: $0.expiresIn / 1000,
-                       client: "\($0.client)", virtual: "\($0.virtual)", destination: "\($0.destination)",
-                       template: $0.isTemplate)
-        })
+        encode(entries.map(connection))
+    }
+
+    /// A page of the connection table: `total` entries in all, these from `offset`.
+    public static func connections(_ page: [ConnectionSnapshot], total: Int, offset: Int, limit: Int) -> String {
+        struct Page: Encodable {
+            var limit, offset, total: Int
+            var connections: [Connection]
+        }
+        return encode(Page(limit: limit, offset: offset, total: total, connections: page.map(connection)))
     }
 
     /// A sync daemon (also in `lvsd status --json`, with its counters).

@@ -1,5 +1,6 @@
 import ControlAPI
 import Dispatch
+import Foundation
 import HealthCheck
 import KeepalivedConfig
 import LVSCore
@@ -12,7 +13,6 @@ import NIOCore
 import NIOPosix
 import Observability
 import VRRP
-import Foundation
 
 /// The director: owns the virtual server table, runs the forwarding engine (whose first worker keeps
 /// the table's clocks: expiry, rates), applies keepalived.conf, and answers ipvsadm over the control

@@ -47,11 +47,15 @@ public struct JournalLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
+        write("<\(Self.priority(event.level))>\(Self.line(event, metadata: metadata))\n")
+    }
+
+    /// The message and then the metadata (`key=value`, sorted), on one line: a message with
+    /// newlines is folded, since each line is an entry of its own (in the journal and in syslog).
+    static func line(_ event: LogEvent, metadata: Logger.Metadata) -> String {
         var all = metadata
         if let extra = event.metadata { all.merge(extra) { _, new in new } }
         let tail = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        // One journal entry per line: a message with newlines is folded.
-        let text = "\(event.message)".replacingOccurrences(of: "\n", with: " | ")
-        write("<\(Self.priority(event.level))>\(text)\(tail)\n")
+        return "\(event.message)".replacingOccurrences(of: "\n", with: " | ") + tail
     }
 }

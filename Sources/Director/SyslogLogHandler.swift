@@ -26,10 +26,6 @@ public struct SyslogLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var all = metadata
-        if let extra = event.metadata { all.merge(extra) { _, new in new } }
-        let tail = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        let text = "\(event.message)".replacingOccurrences(of: "\n", with: " | ")
-        write(Array("<\(facility * 8 + JournalLogHandler.priority(event.level))>\(tag): \(text)\(tail)".utf8))
+        write(Array("<\(facility * 8 + JournalLogHandler.priority(event.level))>\(tag): \(JournalLogHandler.line(event, metadata: metadata))".utf8))
     }
 }

@@ -81,7 +81,7 @@ extension IPVS {
 
     /// Every connection and template, with the time left at `now`.
     public func connectionSnapshots(now: Int64) -> [ConnectionSnapshot] {
-        connections.liveIndices.map { connectionSnapshot($0, now: now) }
+        connections.liveIndices().map { connectionSnapshot($0, now: now) }
     }
 
     /// A page of them: entries `offset ..< offset + limit` in the order of the full listing.

@@ -359,10 +359,7 @@ final class PacketWorker: @unchecked Sendable {
                         forwarder.sendFailed(failed)
                         failed = 0
                     }
-                    if !missing.isEmpty {
-                        for a in missing { hops.ask(a) }
-                        missing.removeAll(keepingCapacity: true)
-                    }
+                    askForNextHops(&missing)
                     if got < batch.count { break }
                 }
             }
@@ -432,10 +429,15 @@ final class PacketWorker: @unchecked Sendable {
                 failed += queue(action, in: markedFrame, batch: batch) + batch.flush(via: sender)
             }
         }
-        if !missing.isEmpty {
-            for a in missing { engine.hops.ask(a) }
-            missing.removeAll(keepingCapacity: true)
-        }
+        askForNextHops(&missing)
         return failed
+    }
+
+    /// Has the kernel resolve the real servers a batch found without a next hop; empties the list.
+    @inline(__always)
+    private func askForNextHops(_ missing: inout [IPAddress]) {
+        guard !missing.isEmpty else { return }
+        for a in missing { engine.hops.ask(a) }
+        missing.removeAll(keepingCapacity: true)
     }
 }

@@ -8,9 +8,7 @@ import VRRP
 /// `ipvsadm -Lnc --json` print; the rest is what `lvsd status --json` and the metrics show.
 public enum APIDocuments {
     static func encode<T: Encodable>(_ value: T) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return Array(((try? encoder.encode(value)) ?? Data("{}".utf8))) + [0x0A]
+        Array(ListingJSON.encode(value).utf8)
     }
 
     struct Index: Encodable {
@@ -134,9 +132,7 @@ public enum APIDocuments {
 
     /// A page of the connection table: `total` entries in all, these from `offset`.
     public static func connections(_ page: [ConnectionSnapshot], total: Int, offset: Int, limit: Int) -> [UInt8] {
-        var list = ListingJSON.connections(page)
-        while list.last?.isNewline == true { list.removeLast() }
-        return Array("{\n  \"limit\" : \(limit),\n  \"offset\" : \(offset),\n  \"total\" : \(total),\n  \"connections\" : \(list)\n}\n".utf8)
+        Array(ListingJSON.connections(page, total: total, offset: offset, limit: limit).utf8)
     }
 
     /// A refusal as JSON (`{"error": ..., "status": ...}`).

@@ -120,11 +120,11 @@ struct ConnectionTable {
     /// The ID of the entry now in slot `i`.
     func id(_ i: Int32) -> ConnectionID { ConnectionID(index: i, generation: storage.hot[Int(i)].generation) }
 
-    /// Indices of the live entries (for listings; allocates).
-    /// The live entries `offset ..< offset + limit`, in the order `liveIndices` gives them.
-    func liveIndices(offset: Int, limit: Int) -> [Int32] {
+    /// Indices of the live entries `offset ..< offset + limit`, in slot order (for listings; allocates).
+    func liveIndices(offset: Int = 0, limit: Int = .max) -> [Int32] {
         guard offset < count, limit > 0 else { return [] }
         var out: [Int32] = []
+        out.reserveCapacity(min(limit, count - offset))
         var skipped = 0
         for i in ConnectionTable.wheelSlots..<storage.highWater where storage.hot[i].families & 0x80 != 0 {
             if skipped < offset {
@@ -132,15 +132,6 @@ struct ConnectionTable {
                 continue
             }
             guard out.count < limit else { break }
-            out.append(Int32(i))
-        }
-        return out
-    }
-
-    var liveIndices: [Int32] {
-        var out: [Int32] = []
-        out.reserveCapacity(count)
-        for i in ConnectionTable.wheelSlots..<storage.highWater where storage.hot[i].families & 0x80 != 0 {
             out.append(Int32(i))
         }
         return out
