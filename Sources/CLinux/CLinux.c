@@ -435,3 +435,103 @@ int lvs_sync_socket(int family, const uint8_t *group, int port, int ifindex, con
     }
     return fd;
 }
+
+// MARK: eBPF (the packet engine's in-kernel path for established flows)
+
+#include <linux/bpf.h>
+#include <sys/syscall.h>
+
+static long lvs_bpf(int cmd, union bpf_attr *attr) { return syscall(SYS_bpf, cmd, attr, sizeof *attr); }
+
+int lvs_bpf_map_create(int type, int key_size, int value_size, int max_entries, int flags) {
+    union bpf_attr a;
+    memset(&a, 0, sizeof a);
+    a.map_type = (uint32_t)type;
+    a.key_size = (uint32_t)key_size;
+    a.value_size = (uint32_t)value_size;
+    a.max_entries = (uint32_t)max_entries;
+    a.map_flags = (uint32_t)flags;
+    int fd = (int)lvs_bpf(BPF_MAP_CREATE, &a);
+    return fd >= 0 ? fd : -errno;
+}
+
+int lvs_bpf_map_update(int fd, const void *key, const void *value, int flags) {
+    union bpf_attr a;
+    memset(&a, 0, sizeof a);
+    a.map_fd = (uint32_t)fd;
+    a.key = (uint64_t)(uintptr_t)key;
+    a.value = (uint64_t)(uintptr_t)value;
+    a.flags = (uint64_t)flags;
+    return lvs_bpf(BPF_MAP_UPDATE_ELEM, &a) == 0 ? 0 : errno;
+}
+
+int lvs_bpf_map_lookup(int fd, const void *key, void *value) {
+    union bpf_attr a;
+    memset(&a, 0, sizeof a);
+    a.map_fd = (uint32_t)fd;
+    a.key = (uint64_t)(uintptr_t)key;
+    a.value = (uint64_t)(uintptr_t)value;
+    return lvs_bpf(BPF_MAP_LOOKUP_ELEM, &a) == 0 ? 0 : errno;
+}
+
+int lvs_bpf_map_delete(int fd, const void *key) {
+    union bpf_attr a;
+    memset(&a, 0, sizeof a);
+    a.map_fd = (uint32_t)fd;
+    a.key = (uint64_t)(uintptr_t)key;
+    return lvs_bpf(BPF_MAP_DELETE_ELEM, &a) == 0 ? 0 : errno;
+}
+
+int lvs_bpf_prog_load(int type, int expected_attach_type, const uint64_t *insns, int count, char *log, int log_size) {
+    union bpf_attr a;
+    memset(&a, 0, sizeof a);
+    a.prog_type = (uint32_t)type;
+    a.expected_attach_type = (uint32_t)expected_attach_type;
+    a.insns = (uint64_t)(uintptr_t)insns;
+    a.insn_cnt = (uint32_t)count;
+    a.license = (uint64_t)(uintptr_t)"GPL";
+    if (log != NULL && log_size > 0) {
+        log[0] = 0;
+        a.log_buf = (uint64_t)(uintptr_t)log;
+        a.log_size = (uint32_t)log_size;
+        a.log_level = 1;
+    }
+    int fd = (int)lvs_bpf(BPF_PROG_LOAD, &a);
+    if (fd < 0 && errno == ENOSPC && log != NULL) {
+        // The log did not fit; load again without it for the error alone.
+        a.log_buf = 0;
+        a.log_size = 0;
+        a.log_level = 0;
+        fd = (int)lvs_bpf(BPF_PROG_LOAD, &a);
+    }
+    return fd >= 0 ? fd : -errno;
+}
+
+int lvs_bpf_link_create(int prog_fd, int ifindex, int attach_type) {
+    union bpf_attr a;
+    memset(&a, 0, sizeof a);
+    a.link_create.prog_fd = (uint32_t)prog_fd;
+    a.link_create.target_ifindex = (uint32_t)ifindex;
+    a.link_create.attach_type = (uint32_t)attach_type;
+    int fd = (int)lvs_bpf(BPF_LINK_CREATE, &a);
+    return fd >= 0 ? fd : -errno;
+}
+
+int lvs_attach_bpf(int fd, int prog_fd) {
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &prog_fd, sizeof prog_fd) == 0 ? 0 : errno;
+}
+
+int lvs_bpf_prog_test_run(int prog_fd, const void *data, int length, void *out, int *out_length, uint32_t *result) {
+    union bpf_attr a;
+    memset(&a, 0, sizeof a);
+    a.test.prog_fd = (uint32_t)prog_fd;
+    a.test.data_in = (uint64_t)(uintptr_t)data;
+    a.test.data_size_in = (uint32_t)length;
+    a.test.data_out = (uint64_t)(uintptr_t)out;
+    a.test.data_size_out = (uint32_t)*out_length;
+    a.test.repeat = 1;
+    if (lvs_bpf(BPF_PROG_TEST_RUN, &a) != 0) return errno;
+    *out_length = (int)a.test.data_size_out;
+    *result = a.test.retval;
+    return 0;
+}

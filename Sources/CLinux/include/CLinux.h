@@ -184,4 +184,20 @@ int lvs_sync_socket(int family, const uint8_t *group, int port, int ifindex, con
                     int ttl, int sender, int buffer);
 
 static inline int lvs_errno(void) { return errno; }
+
+/// eBPF (bpf(2)): a map (returns its fd, or -errno); update/lookup/delete one element (0 or errno).
+int lvs_bpf_map_create(int type, int key_size, int value_size, int max_entries, int flags);
+int lvs_bpf_map_update(int fd, const void *key, const void *value, int flags);
+int lvs_bpf_map_lookup(int fd, const void *key, void *value);
+int lvs_bpf_map_delete(int fd, const void *key);
+/// Loads a program (its fd, or -errno), the verifier's log in `log` when given.
+int lvs_bpf_prog_load(int type, int expected_attach_type, const uint64_t *insns, int count, char *log, int log_size);
+/// Attaches a program to an interface (tcx); the link's fd (closing it detaches), or -errno.
+int lvs_bpf_link_create(int prog_fd, int ifindex, int attach_type);
+/// Puts an eBPF program on a socket as its filter (SO_ATTACH_BPF); 0 or errno.
+int lvs_attach_bpf(int fd, int prog_fd);
+/// Runs a program once on `data` (BPF_PROG_TEST_RUN): the frame as it left in `out`, its
+/// return value in `result`; 0 or errno.
+int lvs_bpf_prog_test_run(int prog_fd, const void *data, int length, void *out, int *out_length, uint32_t *result);
+
 #endif

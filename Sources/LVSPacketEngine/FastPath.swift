@@ -1,0 +1,292 @@
+import LVSCore
+import LVSPacket
+import LinuxNet
+
+/// The in-kernel path for established flows. The engine decides every connection in user space,
+/// as IPVS would; once a TCP connection is ESTABLISHED (or a UDP flow has its real server), what
+/// its packets need is fixed: new MACs, a hop less, and for NAT a new address and port. The
+/// engine then writes that into a BPF hash map, and a tcx ingress program on each interface
+/// forwards the flow's packets itself (bpf_redirect), without the copy to user space and back
+/// that costs the engine almost all of its CPU (AF_PACKET receive and send, measured with perf).
+///
+/// The rules that keep the table the truth:
+/// - Only plain segments go this way: a TCP segment with SYN, FIN or RST, a packet with IP
+///   options, a fragment, one whose hop limit runs out, anything not IPv4 goes to the engine. A
+///   control segment also marks its flow "stopped" in the map, so that what follows it goes to
+///   the engine too, in order, until the engine has seen the state change and withdrawn the flow.
+/// - The map counts packets and bytes per flow and stamps the last one; the engine adds them to
+///   the connection's counters and re-arms its timer from them every half second, so ipvsadm
+///   -Ln, --stats, --rate and -Lnc stay true, and idle flows still expire.
+/// - The sockets' filter (an eBPF socket filter over the same map) turns away exactly the frames
+///   the tcx program forwards; both run the same lookup (`emitLookup`), so a frame is forwarded
+///   by one of the two, never both or neither (except for the instant a flow is added).
+/// - The links are closed with the engine, or with the process if it dies: nothing stays behind.
+public enum FastPathLayout {
+    /// Key: IPv4 source, destination (network order), source and destination port (network
+    /// order), protocol, three zero bytes.
+    public static let keySize = 16
+    /// Value: action (1 MACs only, 2 new destination, 3 new source), stopped, port, address,
+    /// out interface, reserved, destination MAC, source MAC, reserved, packets, bytes, last (ns).
+    public static let valueSize = 56
+
+    public enum Action: UInt8, Sendable {
+        case macsOnly = 1
+        case destination = 2
+        case source = 3
+    }
+
+    static let actionOffset = 0, stoppedOffset = 1, portOffset = 2, addressOffset = 4, interfaceOffset = 8
+    static let macsOffset = 16, packetsOffset = 32, bytesOffset = 40, lastSeenOffset = 48
+
+    public struct Key: Hashable, Sendable {
+        public var bytes: (UInt64, UInt64)
+
+        public init(protocolNumber: UInt8, source: UInt32, sourcePort: UInt16, destination: UInt32, destinationPort: UInt16) {
+            let s = UInt64(source.byteSwapped), d = UInt64(destination.byteSwapped)
+            let ports = UInt64(sourcePort.byteSwapped) | UInt64(destinationPort.byteSwapped) << 16
+            bytes = (s | d << 32, ports | UInt64(protocolNumber) << 32)
+        }
+
+        public static func == (a: Key, b: Key) -> Bool { a.bytes == b.bytes }
+        public func hash(into h: inout Hasher) {
+            h.combine(bytes.0)
+            h.combine(bytes.1)
+        }
+    }
+
+    /// A value as the engine writes it (counters zero, not stopped).
+    public static func value(action: Action, address: UInt32 = 0, port: UInt16 = 0, interface: Int32, destinationMAC: MACAddress,
+                             sourceMAC: MACAddress) -> [UInt8] {
+        var v = [UInt8](repeating: 0, count: valueSize)
+        v[actionOffset] = action.rawValue
+        v[portOffset] = UInt8(port >> 8)
+        v[portOffset + 1] = UInt8(port & 0xFF)
+        for k in 0..<4 { v[addressOffset + k] = UInt8(truncatingIfNeeded: address >> (24 - 8 * k)) }
+        for k in 0..<4 { v[interfaceOffset + k] = UInt8(truncatingIfNeeded: UInt32(bitPattern: interface) >> (8 * k)) }
+        withUnsafeBytes(of: destinationMAC.bytes) { for k in 0..<6 { v[macsOffset + k] = $0[k] } }
+        withUnsafeBytes(of: sourceMAC.bytes) { for k in 0..<6 { v[macsOffset + 6 + k] = $0[k] } }
+        return v
+    }
+
+    /// What the map says of a flow: its packets, bytes, last packet (CLOCK_MONOTONIC ns) and
+    /// whether a control segment stopped it.
+    public struct Usage: Hashable, Sendable {
+        public var packets: UInt64
+        public var bytes: UInt64
+        public var lastSeen: UInt64
+        public var stopped: Bool
+
+        public init(packets: UInt64, bytes: UInt64, lastSeen: UInt64, stopped: Bool) {
+            self.packets = packets
+            self.bytes = bytes
+            self.lastSeen = lastSeen
+            self.stopped = stopped
+        }
+
+        public init(value p: UnsafeRawPointer) {
+            packets = p.loadUnaligned(fromByteOffset: packetsOffset, as: UInt64.self)
+            bytes = p.loadUnaligned(fromByteOffset: bytesOffset, as: UInt64.self)
+            lastSeen = p.loadUnaligned(fromByteOffset: lastSeenOffset, as: UInt64.self)
+            stopped = p.load(fromByteOffset: stoppedOffset, as: UInt8.self) != 0
+        }
+    }
+
+    // MARK: Programs
+
+    typealias A = EBPFAssembler
+    /// Where the programs keep the frame's first 48 bytes on the stack: the IP header starts at
+    /// fp-52, so its words are aligned as the verifier wants them.
+    static let header: Int16 = -66
+    static let key: Int16 = -88
+    static let headerBytes: Int32 = 48
+
+    /// Loads the first 48 bytes and looks the flow up; on a hit r7 is its value and r8 its
+    /// protocol. Jumps to `miss` for anything the tcx program does not forward, and to `control`
+    /// for a TCP segment with SYN, FIN or RST of a flow in the map (r7 set). r6 is the context.
+    static func emitLookup(_ a: inout A, flows: Int32, miss: A.Label, control: A.Label) {
+        let found = a.label(), ports = a.label()
+        a.load(.word, .r2, .r6, 0)  // skb->len
+        a.jump(.less, .r2, headerBytes, miss)
+        a.mov(.r1, .r6)
+        a.mov(.r2, 0)
+        a.mov(.r3, .r10)
+        a.alu(.add, .r3, Int32(header))
+        a.mov(.r4, headerBytes)
+        a.call(.skbLoadBytes)
+        a.jump(.notEqual, .r0, 0, miss)
+        a.load(.half, .r1, .r10, header + 12)
+        a.jump(.notEqual, .r1, 0x0008, miss)  // IPv4, no VLAN tag
+        a.load(.byte, .r1, .r10, header + 14)
+        a.jump(.notEqual, .r1, 0x45, miss)  // version 4, no options
+        a.load(.half, .r1, .r10, header + 20)
+        a.alu(.and, .r1, 0xFF3F)
+        a.jump(.notEqual, .r1, 0, miss)  // not a fragment
+        a.load(.byte, .r1, .r10, header + 22)
+        a.jump(.lessOrEqual, .r1, 1, miss)  // a hop left to take
+        a.load(.byte, .r8, .r10, header + 23)
+        a.jump(.equal, .r8, 6, ports)
+        a.jump(.notEqual, .r8, 17, miss)
+        a.bind(ports)
+        a.load(.word, .r1, .r10, header + 26)
+        a.store(.word, .r10, key, .r1)
+        a.load(.word, .r1, .r10, header + 30)
+        a.store(.word, .r10, key + 4, .r1)
+        a.load(.word, .r1, .r10, header + 34)
+        a.store(.word, .r10, key + 8, .r1)
+        a.store(.word, .r10, key + 12, .r8)
+        a.loadMap(.r1, fd: flows)
+        a.mov(.r2, .r10)
+        a.alu(.add, .r2, Int32(key))
+        a.call(.mapLookup)
+        a.jump(.equal, .r0, 0, miss)
+        a.mov(.r7, .r0)
+        a.load(.byte, .r1, .r7, Int16(stoppedOffset))
+        a.jump(.notEqual, .r1, 0, miss)
+        a.jump(.notEqual, .r8, 6, found)
+        a.load(.byte, .r1, .r10, header + 47)
+        a.alu(.and, .r1, 0x07)  // FIN, SYN, RST
+        a.jump(.notEqual, .r1, 0, control)
+        a.bind(found)
+    }
+
+    /// The tcx ingress program: forwards the flows in `flows`, leaves everything else to the next
+    /// hook (the engine's nftables rules and sockets).
+    public static func ingressProgram(flows: Int32) -> [UInt64] {
+        var a = A()
+        let pass = a.label(), control = a.label(), macs = a.label()
+        a.mov(.r6, .r1)
+        emitLookup(&a, flows: flows, miss: pass, control: control)
+        // Counted where IPVS counts: the IP datagram's length.
+        a.load(.word, .r1, .r6, 0)
+        a.alu(.add, .r1, -14)
+        a.atomicAdd(.r7, Int16(bytesOffset), .r1)
+        a.mov(.r1, 1)
+        a.atomicAdd(.r7, Int16(packetsOffset), .r1)
+        a.call(.ktimeGetNanoseconds)
+        a.store(.double, .r7, Int16(lastSeenOffset), .r0)
+        // A hop less: TTL is the low byte of the (TTL, protocol) half word, and above 1.
+        a.load(.half, .r3, .r10, header + 22)
+        a.mov(.r4, .r3)
+        a.alu(.add, .r4, -1)
+        a.store(.half, .r10, header + 22, .r4)
+        a.mov(.r1, .r6)
+        a.mov(.r2, 24)
+        a.mov(.r5, 2)
+        a.call(.l3ChecksumReplace)
+        storeBytes(&a, offset: 22, from: .r10, at: Int32(header + 22), length: 1)
+        let destination = a.label(), source = a.label()
+        a.load(.byte, .r1, .r7, Int16(actionOffset))
+        a.jump(.equal, .r1, Int32(Action.destination.rawValue), destination)
+        a.jump(.equal, .r1, Int32(Action.source.rawValue), source)
+        a.jump(macs)
+        a.bind(destination)
+        emitRewrite(&a, addressAt: 30, portAt: 36, done: macs)
+        a.bind(source)
+        emitRewrite(&a, addressAt: 26, portAt: 34, done: macs)
+        a.bind(macs)
+        storeBytes(&a, offset: 0, from: .r7, at: Int32(macsOffset), length: 12)
+        a.load(.word, .r1, .r7, Int16(interfaceOffset))
+        a.mov(.r2, 0)
+        a.call(.redirect)
+        a.exit()
+        a.bind(control)
+        // The engine takes it from here, and the rest of the flow after it.
+        a.store(.byte, .r7, Int16(stoppedOffset), imm: 1)
+        a.bind(pass)
+        a.mov(.r0, -1)  // TCX_NEXT
+        a.exit()
+        return a.finish()
+    }
+
+    /// bpf_skb_store_bytes(skb, offset, base + at, length, 0).
+    static func storeBytes(_ a: inout A, offset: Int32, from base: A.Register, at: Int32, length: Int32) {
+        a.mov(.r1, .r6)
+        a.mov(.r2, offset)
+        a.mov(.r3, base)
+        a.alu(.add, .r3, at)
+        a.mov(.r4, length)
+        a.mov(.r5, 0)
+        a.call(.skbStoreBytes)
+    }
+
+    /// The address at `addressAt` and port at `portAt` become the value's, with the IP checksum
+    /// and the TCP or UDP one (pseudo-header included; a zero UDP checksum stays zero) updated
+    /// by the kernel's helpers, which also keep a partial or complete checksum right.
+    static func emitRewrite(_ a: inout A, addressAt: Int16, portAt: Int16, done: A.Label) {
+        let udp = a.label()
+        for tcp in [true, false] {
+            if tcp { a.jump(.notEqual, .r8, 6, udp) } else { a.bind(udp) }
+            let checksum: Int32 = tcp ? 50 : 40
+            let mangledZero: Int32 = tcp ? 0 : 0x20
+            a.mov(.r1, .r6)
+            a.mov(.r2, checksum)
+            a.load(.word, .r3, .r10, header + addressAt)
+            a.load(.word, .r4, .r7, Int16(addressOffset))
+            a.mov(.r5, 0x10 | 4 | mangledZero)  // BPF_F_PSEUDO_HDR, 4 bytes
+            a.call(.l4ChecksumReplace)
+            a.mov(.r1, .r6)
+            a.mov(.r2, 24)
+            a.load(.word, .r3, .r10, header + addressAt)
+            a.load(.word, .r4, .r7, Int16(addressOffset))
+            a.mov(.r5, 4)
+            a.call(.l3ChecksumReplace)
+            a.mov(.r1, .r6)
+            a.mov(.r2, checksum)
+            a.load(.half, .r3, .r10, header + portAt)
+            a.load(.half, .r4, .r7, Int16(portOffset))
+            a.mov(.r5, 2 | mangledZero)
+            a.call(.l4ChecksumReplace)
+            storeBytes(&a, offset: Int32(addressAt), from: .r7, at: Int32(addressOffset), length: 4)
+            storeBytes(&a, offset: Int32(portAt), from: .r7, at: Int32(portOffset), length: 2)
+            a.jump(done)
+        }
+    }
+
+    /// The packet sockets' filter: nothing the tcx program forwards; otherwise what
+    /// `SocketFilter.program` lets through (IPv4 to `destinations` or from `sources`, IPv6
+    /// when asked, 802.1Q-tagged frames), whole.
+    public static func socketFilter(flows: Int32, destinations: [IPAddress], sources: [IPAddress], acceptIPv6: Bool) -> [UInt64] {
+        var a = A()
+        let classic = a.label(), accept = a.label(), drop = a.label(), ipv6 = a.label()
+        a.mov(.r6, .r1)
+        emitLookup(&a, flows: flows, miss: classic, control: classic)
+        a.mov(.r0, 0)
+        a.exit()
+        a.bind(classic)
+        a.load(.word, .r2, .r6, 0)
+        a.jump(.less, .r2, 14, drop)
+        loadBytes(&a, 14)
+        a.jump(.notEqual, .r0, 0, drop)
+        a.load(.half, .r1, .r10, header + 12)
+        a.jump(.equal, .r1, 0x0081, accept)
+        a.jump(.equal, .r1, 0xDD86, ipv6)
+        a.jump(.notEqual, .r1, 0x0008, drop)
+        a.load(.word, .r2, .r6, 0)
+        a.jump(.less, .r2, 34, drop)
+        loadBytes(&a, 34)
+        a.jump(.notEqual, .r0, 0, drop)
+        a.load(.word, .r1, .r10, header + 30)
+        for d in Set(destinations.filter { !$0.isV6 }.map(\.v4)).sorted() { a.jump32(.equal, .r1, d.byteSwapped, accept) }
+        a.load(.word, .r1, .r10, header + 26)
+        for s in Set(sources.filter { !$0.isV6 }.map(\.v4)).sorted() { a.jump32(.equal, .r1, s.byteSwapped, accept) }
+        a.jump(drop)
+        a.bind(ipv6)
+        if acceptIPv6 { a.jump(accept) }
+        a.bind(drop)
+        a.mov(.r0, 0)
+        a.exit()
+        a.bind(accept)
+        a.mov(.r0, 0x40000)
+        a.exit()
+        return a.finish()
+    }
+
+    static func loadBytes(_ a: inout A, _ count: Int32) {
+        a.mov(.r1, .r6)
+        a.mov(.r2, 0)
+        a.mov(.r3, .r10)
+        a.alu(.add, .r3, Int32(header))
+        a.mov(.r4, count)
+        a.call(.skbLoadBytes)
+    }
+}
