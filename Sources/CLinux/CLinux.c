@@ -535,3 +535,12 @@ int lvs_bpf_prog_test_run(int prog_fd, const void *data, int length, void *out, 
     *result = a.test.retval;
     return 0;
 }
+
+int lvs_bpf_map_lookup_and_delete(int fd, const void *key, void *value) {
+    union bpf_attr a;
+    memset(&a, 0, sizeof a);
+    a.map_fd = (uint32_t)fd;
+    a.key = (uint64_t)(uintptr_t)key;
+    a.value = (uint64_t)(uintptr_t)value;
+    return lvs_bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM, &a) == 0 ? 0 : errno;
+}

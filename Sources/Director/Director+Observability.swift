@@ -49,6 +49,8 @@ extension Director: ObservabilitySource {
             v.enginePackets = [
                 .init("received", c.received), .init("passed", c.passed), .init("forwarded", c.forwarded), .init("replies", c.replies),
                 .init("icmp sent", c.icmpSent), .init("related", c.related), .init("fragments", c.fragments), .init("reassembled", c.reassembled),
+                .init("kernel forwarded", c.kernelForwarded), .init("connections offloaded", c.offloaded),
+                .init("connections taken back", c.withdrawn), .init("offload refused", c.offloadRefused),
             ]
             v.engineDrops = PacketDrop.allCases.map { .init($0.label, c.drops[$0.rawValue]) }
                 + FrameError.allCases.map { .init("malformed \($0.label)", c.malformed[$0.rawValue]) }

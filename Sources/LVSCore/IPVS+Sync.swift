@@ -60,7 +60,7 @@ extension IPVS {
         syncConnection(c, packets: packets)
     }
 
-    private mutating func syncConnection(_ first: Int32, packets firstCount: UInt32) {
+    mutating func syncConnection(_ first: Int32, packets firstCount: UInt32) {
         var c = first
         var packets = firstCount
         let v0 = settings.sync.version == 0

@@ -1,6 +1,8 @@
 import LVSCore
 import LVSPacket
+import LVSState
 import LinuxNet
+import NIOConcurrencyHelpers
 
 /// The in-kernel path for established flows. The engine decides every connection in user space,
 /// as IPVS would; once a TCP connection is ESTABLISHED (or a UDP flow has its real server), what
@@ -288,5 +290,176 @@ public enum FastPathLayout {
         a.alu(.add, .r3, Int32(header))
         a.mov(.r4, count)
         a.call(.skbLoadBytes)
+    }
+}
+
+/// A connection the forwarder hands to the in-kernel path: its flows' keys and values (the
+/// client's, and for NAT the real server's replies), and the next hop they were made with.
+public struct OffloadRequest: Sendable {
+    public var connection: ConnectionID
+    public var flows: [(key: FastPathLayout.Key, value: [UInt8], direction: PacketDirection)]
+    public var server: IPAddress
+    public var hop: NextHop
+}
+
+/// The in-kernel path at run time: the map, the tcx program on each interface, and which
+/// connections are in the map. Any packet thread adds and withdraws connections (after its
+/// batch, outside the table's lock); the first one also reads the map's counters back into the
+/// table (`poll`).
+final class FastPath: @unchecked Sendable {
+    // @unchecked Sendable: `records` and the counters are behind `lock`; the map and programs
+    // are kernel objects safe to use from any thread.
+    let flows: EBPFHashMap
+    private let ingress: EBPFProgram
+    private var links: [EBPFLink] = []
+    private let paths: ReturnPaths
+    private let lock = NIOLock()
+    private var records: [ConnectionID: Record] = [:]
+    private var counters = Counters()
+
+    struct Record {
+        var keys: [FastPathLayout.Key]
+        var directions: [PacketDirection]
+        var seen: [(packets: UInt64, bytes: UInt64)]
+        var server: IPAddress
+        var hop: NextHop
+    }
+
+    struct Counters: Sendable, Hashable {
+        /// Connections handed to the kernel, taken back, and refused (map full).
+        var offloaded: UInt64 = 0
+        var withdrawn: UInt64 = 0
+        var refused: UInt64 = 0
+        /// Packets the kernel forwarded for them, as of the last poll.
+        var packets: UInt64 = 0
+    }
+
+    /// The map (room for `capacity` flows, kernel memory taken as they come) and the program on
+    /// each interface. Throws when the kernel has no tcx (before 6.6) or refuses BPF.
+    init(interfaces: [Int32], capacity: Int, paths: ReturnPaths) throws {
+        flows = try EBPFHashMap(keySize: FastPathLayout.keySize, valueSize: FastPathLayout.valueSize, capacity: capacity, preallocated: false)
+        ingress = try EBPFProgram(.schedClassifier, FastPathLayout.ingressProgram(flows: flows.fd), expectedAttach: EBPFProgram.tcxIngress)
+        self.paths = paths
+        for i in interfaces { links.append(try ingress.attachIngress(i)) }
+    }
+
+    /// The packet sockets' filter for this map.
+    func socketFilter(destinations: [IPAddress], sources: [IPAddress], acceptIPv6: Bool) throws -> EBPFProgram {
+        try EBPFProgram(.socketFilter, FastPathLayout.socketFilter(flows: flows.fd, destinations: destinations, sources: sources,
+                                                                 acceptIPv6: acceptIPv6))
+    }
+
+    /// Detaches the programs: from here on every packet goes through the engine.
+    func detach() {
+        lock.withLock { links = [] }
+    }
+
+    var snapshot: Counters { lock.withLock { counters } }
+
+    /// Puts the requested connections into the map (a connection already there is left alone).
+    func install(_ requests: [OffloadRequest]) {
+        for r in requests {
+            if lock.withLock({ records[r.connection] != nil }) { continue }
+            var installed: [FastPathLayout.Key] = []
+            var refused = false
+            for f in r.flows {
+                var key = f.key.bytes
+                let code = f.value.withUnsafeBytes { v in withUnsafeBytes(of: &key) { flows.update(key: $0.baseAddress!, value: v.baseAddress!) } }
+                if code != 0 {
+                    refused = true
+                    break
+                }
+                installed.append(f.key)
+            }
+            if refused {
+                for k in installed { delete(k) }
+                lock.withLock { counters.refused &+= 1 }
+                continue
+            }
+            let record = Record(keys: r.flows.map(\.key), directions: r.flows.map(\.direction),
+                                seen: Array(repeating: (0, 0), count: r.flows.count), server: r.server, hop: r.hop)
+            lock.withLock {
+                records[r.connection] = record
+                counters.offloaded &+= 1
+            }
+        }
+    }
+
+    private func delete(_ key: FastPathLayout.Key) {
+        var k = key.bytes
+        withUnsafeBytes(of: &k) { _ = flows.delete(key: $0.baseAddress!) }
+    }
+
+    /// Reads every connection's flows, adds what the kernel forwarded to the table, and takes
+    /// back the connections the table no longer lets the kernel forward (a state change, a
+    /// real server gone, expiry), those a control segment stopped, those whose next hop
+    /// changed, and those in `withdrawals`.
+    func poll(state: LoadBalancerState, hops: [IPAddress: NextHop], withdrawals: [ConnectionID] = [], everything: Bool = true) {
+        let wanted = Set(withdrawals)
+        let list: [(ConnectionID, Record)] = lock.withLock {
+            everything ? Array(records) : withdrawals.compactMap { id in records[id].map { (id, $0) } }
+        }
+        guard !list.isEmpty else { return }
+        let monotonic = UInt64(clamping: state.now)
+        var value = [UInt8](repeating: 0, count: FastPathLayout.valueSize)
+        var reports: [(ConnectionID, [FastPathLayout.Usage?], Bool)] = []
+        reports.reserveCapacity(list.count)
+        for (id, record) in list {
+            let take = wanted.contains(id) || hops[record.server] != record.hop
+            var usages: [FastPathLayout.Usage?] = []
+            for key in record.keys {
+                var k = key.bytes
+                let found = value.withUnsafeMutableBytes { out in
+                    withUnsafeBytes(of: &k) { take ? flows.take(key: $0.baseAddress!, into: out.baseAddress!) : flows.lookup(key: $0.baseAddress!, into: out.baseAddress!) }
+                }
+                usages.append(found ? value.withUnsafeBytes { FastPathLayout.Usage(value: $0.baseAddress!) } : nil)
+            }
+            reports.append((id, usages, take))
+        }
+        var taken: [(ConnectionID, Record)] = []
+        var forwarded: UInt64 = 0
+        var updated: [(ConnectionID, [(UInt64, UInt64)])] = []
+        let now = state.now
+        state.withTable { table in
+            for (k, (id, usages, took)) in reports.enumerated() {
+                let record = list[k].1
+                var delta = (inPackets: UInt64(0), inBytes: UInt64(0), outPackets: UInt64(0), outBytes: UInt64(0))
+                var last: UInt64 = 0
+                var stopped = false
+                var seen = record.seen
+                for (j, u) in usages.enumerated() {
+                    guard let u else { continue }
+                    let p = u.packets &- seen[j].packets, b = u.bytes &- seen[j].bytes
+                    seen[j] = (u.packets, u.bytes)
+                    forwarded &+= p
+                    if record.directions[j] == .input {
+                        delta.inPackets &+= p
+                        delta.inBytes &+= b
+                    } else {
+                        delta.outPackets &+= p
+                        delta.outBytes &+= b
+                    }
+                    last = max(last, u.lastSeen)
+                    stopped = stopped || u.stopped
+                }
+                let idle = last > 0 && monotonic > last ? Int64(monotonic - last) : 0
+                let still = table.offloadedTraffic(id, inPackets: delta.inPackets, inBytes: delta.inBytes, outPackets: delta.outPackets,
+                                                   outBytes: delta.outBytes, idle: idle, now: now)
+                if took || !still || stopped || usages.contains(where: { $0 == nil }) {
+                    taken.append((id, record))
+                    paths.clearOffload(id)
+                } else {
+                    updated.append((id, seen))
+                }
+            }
+        }
+        // Taken ones are out of the map already; deleting again is harmless, and no connection
+        // can be put back in meanwhile (its record still stands).
+        for (_, record) in taken { for key in record.keys { delete(key) } }
+        lock.withLock {
+            counters.packets &+= forwarded
+            for (id, seen) in updated { records[id]?.seen = seen }
+            for (id, _) in taken where records.removeValue(forKey: id) != nil { counters.withdrawn &+= 1 }
+        }
     }
 }

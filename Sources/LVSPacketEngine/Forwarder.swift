@@ -55,6 +55,12 @@ public struct PacketCounters: Sendable, Hashable {
     /// IPv4 fragments taken for reassembly, and the datagrams made whole from them.
     public var fragments: UInt64 = 0
     public var reassembled: UInt64 = 0
+    /// The in-kernel path: packets it forwarded, connections handed to it and taken back, and
+    /// those it had no room for.
+    public var kernelForwarded: UInt64 = 0
+    public var offloaded: UInt64 = 0
+    public var withdrawn: UInt64 = 0
+    public var offloadRefused: UInt64 = 0
     public var drops = [UInt64](repeating: 0, count: PacketDrop.allCases.count)
     public var malformed = [UInt64](repeating: 0, count: FrameError.allCases.count)
 
@@ -73,6 +79,10 @@ public struct PacketCounters: Sendable, Hashable {
         c.related &+= b.related
         c.fragments &+= b.fragments
         c.reassembled &+= b.reassembled
+        c.kernelForwarded &+= b.kernelForwarded
+        c.offloaded &+= b.offloaded
+        c.withdrawn &+= b.withdrawn
+        c.offloadRefused &+= b.offloadRefused
         for i in c.drops.indices { c.drops[i] &+= b.drops[i] }
         for i in c.malformed.indices { c.malformed[i] &+= b.malformed[i] }
         return c
@@ -141,6 +151,9 @@ public final class ReturnPaths: @unchecked Sendable {
         var mac: MACAddress
         var generation: UInt16
         var valid: Bool
+        /// The connection (this generation of the slot) is in the in-kernel path, or asked to be.
+        var offloadGeneration: UInt16 = 0
+        var offloaded = false
     }
 
     let paths: UnsafeMutablePointer<Path>
@@ -153,6 +166,23 @@ public final class ReturnPaths: @unchecked Sendable {
     }
 
     deinit { paths.deallocate() }
+
+    func isOffloaded(_ id: ConnectionID) -> Bool {
+        let i = Int(id.index)
+        return i >= 0 && i < capacity && paths[i].offloaded && paths[i].offloadGeneration == id.generation
+    }
+
+    func markOffloaded(_ id: ConnectionID) {
+        let i = Int(id.index)
+        guard i >= 0 && i < capacity else { return }
+        paths[i].offloaded = true
+        paths[i].offloadGeneration = id.generation
+    }
+
+    /// Under the table's lock.
+    func clearOffload(_ id: ConnectionID) {
+        if isOffloaded(id) { paths[Int(id.index)].offloaded = false }
+    }
 }
 
 public struct Forwarder {
@@ -255,8 +285,74 @@ public struct Forwarder {
         case .noDestination:
             return answer(.portUnreachable, buffer, f, frameStart: start, interface: interface, reason: .noDestination)
         case .forward(let forwarding):
-            return forward(buffer, &f, forwarding, frameStart: start, virtio: virtio, interface: interface, hops: hops, missing: &missing)
+            let action = forward(buffer, &f, forwarding, frameStart: start, virtio: virtio, interface: interface, hops: hops, missing: &missing)
+            if offloading, fwmark == 0, case .send = action {
+                considerOffload(forwarding, summary, interface: interface, table: table, hops: hops)
+            }
+            return action
         }
+    }
+
+    // MARK: The in-kernel path
+
+    /// Hand established connections to the in-kernel path (`FastPath`).
+    public var offloading = false
+    /// Only after this many client packets (`IPVS.mayOffload(_:afterPackets:)`).
+    public var offloadAfterPackets: UInt32 = 0
+    /// Connections to hand over and to take back, for the engine to act on after its batch
+    /// (outside the table's lock); it empties both with `clearOffloadQueues`.
+    public private(set) var offloads: [OffloadRequest] = []
+    public private(set) var withdrawals: [ConnectionID] = []
+
+    public mutating func clearOffloadQueues() {
+        offloads.removeAll(keepingCapacity: true)
+        withdrawals.removeAll(keepingCapacity: true)
+    }
+
+    /// A connection's packet went through the engine: an offloaded connection the table no longer
+    /// lets the kernel forward is taken back; one it does is handed over, with what its packets
+    /// need (DR: the next hop's MACs; NAT: also the real server's address and port, and the
+    /// rewrite of its replies back the way the client's packets came).
+    private mutating func considerOffload(_ forwarding: Forwarding, _ summary: PacketSummary, interface: Int32, table: IPVS,
+                                          hops: [IPAddress: NextHop]) {
+        let id = forwarding.connection
+        if shared.isOffloaded(id) {
+            if !table.mayOffload(id) { withdraw(id) }
+            return
+        }
+        let method = forwarding.method
+        let destination = forwarding.destination
+        guard method == .gatewaying || method == .masquerade, !summary.destination.isV6, !destination.address.isV6,
+              summary.protocolNumber == IPProtocolNumber.tcp || summary.protocolNumber == IPProtocolNumber.udp,
+              table.mayOffload(id, afterPackets: offloadAfterPackets),
+              let hop = hops[destination.address], !hop.isLocal, (interfaceMTUs[interface] ?? 1500) <= hop.mtu else { return }
+        let inbound = FastPathLayout.Key(protocolNumber: summary.protocolNumber, source: summary.source.v4, sourcePort: summary.sourcePort,
+                                         destination: summary.destination.v4, destinationPort: summary.destinationPort)
+        var request = OffloadRequest(connection: id, flows: [], server: destination.address, hop: hop)
+        if method == .gatewaying {
+            request.flows.append((inbound, FastPathLayout.value(action: .macsOnly, interface: hop.interface, destinationMAC: hop.destinationMAC,
+                                                                sourceMAC: hop.sourceMAC), .input))
+        } else {
+            let i = Int(id.index)
+            guard i >= 0, i < capacity, returnPaths[i].valid, returnPaths[i].generation == id.generation,
+                  let back = interfaceMACs[returnPaths[i].interface],
+                  (interfaceMTUs[hop.interface] ?? 1500) <= (interfaceMTUs[returnPaths[i].interface] ?? 1500) else { return }
+            request.flows.append((inbound, FastPathLayout.value(action: .destination, address: destination.address.v4, port: destination.port,
+                                                                interface: hop.interface, destinationMAC: hop.destinationMAC,
+                                                                sourceMAC: hop.sourceMAC), .input))
+            let reply = FastPathLayout.Key(protocolNumber: summary.protocolNumber, source: destination.address.v4, sourcePort: destination.port,
+                                           destination: summary.source.v4, destinationPort: summary.sourcePort)
+            request.flows.append((reply, FastPathLayout.value(action: .source, address: summary.destination.v4, port: summary.destinationPort,
+                                                              interface: returnPaths[i].interface, destinationMAC: returnPaths[i].mac,
+                                                              sourceMAC: back), .output))
+        }
+        shared.markOffloaded(id)
+        offloads.append(request)
+    }
+
+    private mutating func withdraw(_ id: ConnectionID) {
+        shared.clearOffload(id)
+        withdrawals.append(id)
     }
 
     /// A fragment: IPVS only ever sees whole datagrams (the kernel reassembles first), so one to
@@ -355,8 +451,10 @@ public struct Forwarder {
         if !icmp && method == .masquerade && forwarding.connection.index >= 0 && Int(forwarding.connection.index) < capacity {
             let i = Int(forwarding.connection.index)
             if forwarding.isNew || !returnPaths[i].valid || returnPaths[i].generation != forwarding.connection.generation {
-                returnPaths[i] = ReturnPaths.Path(interface: interface, mac: MACAddress.read(UnsafeRawBufferPointer(buffer), at: frameStart + 6),
-                                            generation: forwarding.connection.generation, valid: true)
+                returnPaths[i].interface = interface
+                returnPaths[i].mac = MACAddress.read(UnsafeRawBufferPointer(buffer), at: frameStart + 6)
+                returnPaths[i].generation = forwarding.connection.generation
+                returnPaths[i].valid = true
             }
         }
         guard let hop = hops[destination.address] else {
@@ -475,6 +573,7 @@ public struct Forwarder {
             counters.passed &+= 1
             return .pass
         }
+        if offloading, shared.isOffloaded(connection), !table.mayOffload(connection) { withdraw(connection) }
         guard Rewrite.decrementHopLimit(buffer, &f) else { return drop(.hopLimit) }
         Rewrite.setSource(buffer, &f, address: virtual.address, port: virtual.port, partial: virtio.needsChecksum)
         return back(buffer, f, connection: connection, frameStart: frameStart, hops: hops, missing: &missing)

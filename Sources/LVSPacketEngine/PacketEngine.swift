@@ -30,6 +30,10 @@ public final class PacketEngine: @unchecked Sendable {
         public var pollMicroseconds = 200
         /// Packet threads.
         public var threads = 1
+        /// Established connections forwarded in the kernel (`FastPath`), once the engine has seen
+        /// `offloadAfterPackets` of their client packets.
+        public var offload = true
+        public var offloadAfterPackets: UInt32 = 0
 
         public init(interfaces: [String]) {
             self.interfaces = interfaces
@@ -44,6 +48,8 @@ public final class PacketEngine: @unchecked Sendable {
     let logger: Logger
     public let options: Options
     let hops = NextHops()
+    /// The in-kernel path for established connections, when the kernel takes it.
+    private(set) var fastPath: FastPath?
     let interfaceIndexes: [Int32]
     private var workers: [PacketWorker] = []
     private let interception = NIOLockedValueBox<Interception?>(nil)
@@ -91,6 +97,15 @@ public final class PacketEngine: @unchecked Sendable {
                 mtus[i] = link.mtu
             }
         }
+        if options.offload {
+            do {
+                fastPath = try FastPath(interfaces: indexes, capacity: min(max(2 * state.withTable { $0.connectionSlots }, 1024), 1 << 21),
+                                        paths: returnPaths)
+            } catch {
+                logger.warning("established connections will not be forwarded in the kernel; every packet goes through the engine",
+                               metadata: ["error": "\(error)"])
+            }
+        }
         let threads = min(max(options.threads, 1), 64)
         // A fanout group per interface, numbered from this process's id so that two lvsd (in two
         // namespaces) never share one.
@@ -104,6 +119,8 @@ public final class PacketEngine: @unchecked Sendable {
                     receivers.append(socket)
                 }
                 var forwarder = Forwarder(returnPaths: returnPaths)
+                forwarder.offloading = fastPath != nil
+                forwarder.offloadAfterPackets = options.offloadAfterPackets
                 forwarder.interfaceMACs = macs
                 forwarder.interfaceMTUs = mtus
                 // The first thread also takes fwmark services' packets from NFLOG.
@@ -131,6 +148,18 @@ public final class PacketEngine: @unchecked Sendable {
 
     /// Lets through the sockets only what `set` names.
     private func filter(_ set: FilterSet) throws {
+        if let fastPath {
+            // The eBPF filter also turns away what the in-kernel path forwards.
+            let program = try fastPath.socketFilter(destinations: Array(set.destinations), sources: Array(set.sources), acceptIPv6: set.ipv6)
+            for w in workers {
+                for r in w.receivers {
+                    let code = program.attach(toSocket: r.fd)
+                    if code != 0 { throw Failure(description: "cannot attach the socket filter: \(String(cString: strerror(code)))") }
+                }
+            }
+            filtered.withLockedValue { $0 = set }
+            return
+        }
         let program = SocketFilter.program(destinations: Array(set.destinations), sources: Array(set.sources), acceptIPv6: set.ipv6)
         for w in workers {
             for r in w.receivers {
@@ -173,6 +202,8 @@ public final class PacketEngine: @unchecked Sendable {
             w.submit(.tunnels(tunnels))
             w.submit(.fragmentAddresses(fragmentAddresses))
         }
+        // Connections the change ended or moved come back from the kernel at once.
+        workers.first?.submit(.review)
         let set = FilterSet(destinations: wanted.destinations, sources: wanted.sources)
         let old = filtered.withLockedValue { $0 }
         // The sockets take the old and the new while the kernel's rules change, then the new only:
@@ -188,10 +219,21 @@ public final class PacketEngine: @unchecked Sendable {
     }
 
     /// The counters as of the last batch, all threads together.
-    public var counters: PacketCounters { workers.reduce(PacketCounters()) { $0 + $1.counters } }
+    public var counters: PacketCounters {
+        var c = workers.reduce(PacketCounters()) { $0 + $1.counters }
+        if let f = fastPath?.snapshot {
+            c.kernelForwarded = f.packets
+            c.offloaded = f.offloaded
+            c.withdrawn = f.withdrawn
+            c.offloadRefused = f.refused
+        }
+        return c
+    }
 
     /// Stops the threads and removes the interception rules.
     public func stop() {
+        // The programs go first: what they forwarded is counted by the threads' last poll.
+        fastPath?.detach()
         for w in workers { w.submit(.stop) }
         for w in workers { w.waitUntilFinished() }
         hops.stop()
@@ -202,6 +244,10 @@ public final class PacketEngine: @unchecked Sendable {
                                          "passed": "\(c.passed)", "icmp": "\(c.icmpSent)"]
         if c.fragments > 0 { metadata["fragments"] = "\(c.fragments) (\(c.reassembled) datagrams)" }
         if c.related > 0 { metadata["related icmp"] = "\(c.related)" }
+        if fastPath != nil {
+            metadata["in kernel"] = "\(c.kernelForwarded) packets of \(c.offloaded) connections"
+            if c.offloadRefused > 0 { metadata["not offloaded (map full)"] = "\(c.offloadRefused)" }
+        }
         for reason in PacketDrop.allCases where c.drops[reason.rawValue] > 0 { metadata["dropped: \(reason.label)"] = "\(c.drops[reason.rawValue])" }
         for error in FrameError.allCases where c.malformed[error.rawValue] > 0 { metadata["malformed: \(error.label)"] = "\(c.malformed[error.rawValue])" }
         logger.info("packet engine stopped", metadata: metadata)
@@ -227,6 +273,8 @@ final class PacketWorker: @unchecked Sendable {
     enum Command {
         case tunnels([Endpoint: TunnelConfig])
         case fragmentAddresses(Set<IPAddress>)
+        /// Read the in-kernel path back now (the table changed).
+        case review
         case stop
     }
 
@@ -303,6 +351,8 @@ final class PacketWorker: @unchecked Sendable {
         var nextTick: Int64 = 0
         var nextPublish: Int64 = 0
         var nextRefresh: Int64 = 0
+        var nextReview: Int64 = 0
+        let fastPath = engine.fastPath
         var missing: [IPAddress] = []
         missing.reserveCapacity(batch.count)
         var hopView = hops.snapshot
@@ -321,6 +371,7 @@ final class PacketWorker: @unchecked Sendable {
                     switch command {
                     case .tunnels(let t): forwarder.tunnels = t
                     case .fragmentAddresses(let a): forwarder.fragmentAddresses = a
+                    case .review: nextReview = 0
                     case .stop: break loop
                     }
                 }
@@ -360,6 +411,13 @@ final class PacketWorker: @unchecked Sendable {
                         failed = 0
                     }
                     askForNextHops(&missing)
+                    if let fastPath, !forwarder.offloads.isEmpty || !forwarder.withdrawals.isEmpty {
+                        if !forwarder.withdrawals.isEmpty {
+                            fastPath.poll(state: state, hops: hopView, withdrawals: forwarder.withdrawals, everything: false)
+                        }
+                        fastPath.install(forwarder.offloads)
+                        forwarder.clearOffloadQueues()
+                    }
                     if got < batch.count { break }
                 }
             }
@@ -374,11 +432,16 @@ final class PacketWorker: @unchecked Sendable {
                 published.withLockedValue { $0 = c }
                 nextPublish = now + 200_000_000
             }
+            if index == 0, let fastPath, now >= nextReview {
+                fastPath.poll(state: state, hops: hopView)
+                nextReview = now + 500_000_000
+            }
             if index == 0 && now >= nextRefresh {
                 if nextRefresh != 0 { hops.refresh() }
                 nextRefresh = now + 5_000_000_000
             }
         }
+        if index == 0, let fastPath { fastPath.poll(state: state, hops: hopView) }
         let c = forwarder.counters
         published.withLockedValue { $0 = c }
     }

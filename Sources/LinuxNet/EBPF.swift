@@ -169,8 +169,10 @@ public final class EBPFHashMap: @unchecked Sendable {
     public let valueSize: Int
     public let capacity: Int
 
-    public init(keySize: Int, valueSize: Int, capacity: Int) throws {
-        let fd = lvs_bpf_map_create(1 /* BPF_MAP_TYPE_HASH */, Int32(keySize), Int32(valueSize), Int32(capacity), 0)
+    /// `preallocated: false` takes kernel memory per element instead of all at once.
+    public init(keySize: Int, valueSize: Int, capacity: Int, preallocated: Bool = true) throws {
+        let fd = lvs_bpf_map_create(1 /* BPF_MAP_TYPE_HASH */, Int32(keySize), Int32(valueSize), Int32(capacity),
+                                    preallocated ? 0 : 1 /* BPF_F_NO_PREALLOC */)
         guard fd >= 0 else { throw EBPFError(operation: "creating a BPF map", errno: -fd) }
         self.fd = fd
         self.keySize = keySize
@@ -188,6 +190,11 @@ public final class EBPFHashMap: @unchecked Sendable {
     /// Copies an element's value into `value`; false when there is none.
     public func lookup(key: UnsafeRawPointer, into value: UnsafeMutableRawPointer) -> Bool {
         lvs_bpf_map_lookup(fd, key, value) == 0
+    }
+
+    /// Copies an element's value into `value` and removes the element; false when there is none.
+    public func take(key: UnsafeRawPointer, into value: UnsafeMutableRawPointer) -> Bool {
+        lvs_bpf_map_lookup_and_delete(fd, key, value) == 0
     }
 
     @discardableResult

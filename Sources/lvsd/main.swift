@@ -45,6 +45,11 @@ let usage = """
                               them; default 1)
           --packet-poll-us N  packet engine: after traffic, poll the sockets for N microseconds
                               before sleeping (default 200; 0 sleeps at once)
+          --packet-offload on|off|N
+                              packet engine: hand established connections to an eBPF program on
+                              the interfaces that forwards their plain segments in the kernel
+                              (on, the default; N: once the engine has seen N client packets of
+                              a connection; off: every packet through the engine)
           --http ADDR:PORT    serve /metrics (Prometheus), /api/v1 (JSON) and the dashboard (/)
                               on ADDR:PORT, read-only (e.g. 127.0.0.1:9180; [::1]:9180)
           --control PATH      control socket (also LVSD_SOCKET; default /run/lvsd.sock as root,
@@ -82,6 +87,7 @@ var interfaces: [String] = []
 var packetNice: Int32 = 0
 var packetPoll = 200
 var packetThreads = 1
+var packetOffload: UInt32? = 0
 var controlPath: String?
 var httpAddress: (host: String, port: Int)?
 var detail = false
@@ -128,6 +134,14 @@ while let arg = args.popFirst() {
     case "--packet-poll-us":
         guard let n = Int(inline ?? value(name)), (0...100_000).contains(n) else { fail("--packet-poll-us takes a number from 0 to 100000") }
         packetPoll = n
+    case "--packet-offload":
+        switch inline ?? value(name) {
+        case "on": packetOffload = 0
+        case "off": packetOffload = nil
+        case let text:
+            guard let n = UInt32(text), n <= 1_000_000 else { fail("--packet-offload takes on, off or a number of packets") }
+            packetOffload = n
+        }
     case "-n", "--dont-fork", "-l", "--log-console": break
     case "-D", "--log-detail": detail = true
     case "-S", "--log-facility":
@@ -226,6 +240,8 @@ if engineName == "packet" {
         options.niceValue = packetNice
         options.pollMicroseconds = packetPoll
         options.threads = packetThreads
+        options.offload = packetOffload != nil
+        options.offloadAfterPackets = packetOffload ?? 0
         try director.usePacketEngine(options)
     } catch {
         fail("\(error)", code: 1)

@@ -190,6 +190,8 @@ int lvs_bpf_map_create(int type, int key_size, int value_size, int max_entries, 
 int lvs_bpf_map_update(int fd, const void *key, const void *value, int flags);
 int lvs_bpf_map_lookup(int fd, const void *key, void *value);
 int lvs_bpf_map_delete(int fd, const void *key);
+/// Copies an element's value and removes it, in one step (hash maps, kernel 5.14 and later).
+int lvs_bpf_map_lookup_and_delete(int fd, const void *key, void *value);
 /// Loads a program (its fd, or -errno), the verifier's log in `log` when given.
 int lvs_bpf_prog_load(int type, int expected_attach_type, const uint64_t *insns, int count, char *log, int log_size);
 /// Attaches a program to an interface (tcx); the link's fd (closing it detaches), or -errno.
