@@ -109,12 +109,7 @@ public enum FastPathLayout {
         let found = a.label(), ports = a.label()
         a.load(.word, .r2, .r6, 0)  // skb->len
         a.jump(.less, .r2, headerBytes, miss)
-        a.mov(.r1, .r6)
-        a.mov(.r2, 0)
-        a.mov(.r3, .r10)
-        a.alu(.add, .r3, Int32(header))
-        a.mov(.r4, headerBytes)
-        a.call(.skbLoadBytes)
+        loadBytes(&a, headerBytes)
         a.jump(.notEqual, .r0, 0, miss)
         a.load(.half, .r1, .r10, header + 12)
         a.jump(.notEqual, .r1, 0x0008, miss)  // IPv4, no VLAN tag
