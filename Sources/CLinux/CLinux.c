@@ -455,31 +455,27 @@ int lvs_bpf_map_create(int type, int key_size, int value_size, int max_entries, 
     return fd >= 0 ? fd : -errno;
 }
 
-int lvs_bpf_map_update(int fd, const void *key, const void *value, int flags) {
+/// One element operation (BPF_MAP_*_ELEM): 0 or errno.
+static int lvs_bpf_map_element(int cmd, int fd, const void *key, const void *value, int flags) {
     union bpf_attr a;
     memset(&a, 0, sizeof a);
     a.map_fd = (uint32_t)fd;
     a.key = (uint64_t)(uintptr_t)key;
     a.value = (uint64_t)(uintptr_t)value;
     a.flags = (uint64_t)flags;
-    return lvs_bpf(BPF_MAP_UPDATE_ELEM, &a) == 0 ? 0 : errno;
+    return lvs_bpf(cmd, &a) == 0 ? 0 : errno;
 }
 
-int lvs_bpf_map_lookup(int fd, const void *key, void *value) {
-    union bpf_attr a;
-    memset(&a, 0, sizeof a);
-    a.map_fd = (uint32_t)fd;
-    a.key = (uint64_t)(uintptr_t)key;
-    a.value = (uint64_t)(uintptr_t)value;
-    return lvs_bpf(BPF_MAP_LOOKUP_ELEM, &a) == 0 ? 0 : errno;
+int lvs_bpf_map_update(int fd, const void *key, const void *value, int flags) {
+    return lvs_bpf_map_element(BPF_MAP_UPDATE_ELEM, fd, key, value, flags);
 }
 
-int lvs_bpf_map_delete(int fd, const void *key) {
-    union bpf_attr a;
-    memset(&a, 0, sizeof a);
-    a.map_fd = (uint32_t)fd;
-    a.key = (uint64_t)(uintptr_t)key;
-    return lvs_bpf(BPF_MAP_DELETE_ELEM, &a) == 0 ? 0 : errno;
+int lvs_bpf_map_lookup(int fd, const void *key, void *value) { return lvs_bpf_map_element(BPF_MAP_LOOKUP_ELEM, fd, key, value, 0); }
+
+int lvs_bpf_map_delete(int fd, const void *key) { return lvs_bpf_map_element(BPF_MAP_DELETE_ELEM, fd, key, NULL, 0); }
+
+int lvs_bpf_map_lookup_and_delete(int fd, const void *key, void *value) {
+    return lvs_bpf_map_element(BPF_MAP_LOOKUP_AND_DELETE_ELEM, fd, key, value, 0);
 }
 
 int lvs_bpf_prog_load(int type, int expected_attach_type, const uint64_t *insns, int count, char *log, int log_size) {
@@ -534,13 +530,4 @@ int lvs_bpf_prog_test_run(int prog_fd, const void *data, int length, void *out, 
     *out_length = (int)a.test.data_size_out;
     *result = a.test.retval;
     return 0;
-}
-
-int lvs_bpf_map_lookup_and_delete(int fd, const void *key, void *value) {
-    union bpf_attr a;
-    memset(&a, 0, sizeof a);
-    a.map_fd = (uint32_t)fd;
-    a.key = (uint64_t)(uintptr_t)key;
-    a.value = (uint64_t)(uintptr_t)value;
-    return lvs_bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM, &a) == 0 ? 0 : errno;
 }

@@ -388,14 +388,16 @@ final class FastPath: @unchecked Sendable {
     /// Reads every connection's flows, adds what the kernel forwarded to the table, and takes
     /// back the connections the table no longer lets the kernel forward (a state change, a
     /// real server gone, expiry), those a control segment stopped, those whose next hop
-    /// changed, and those in `withdrawals`.
-    func poll(state: LoadBalancerState, hops: [IPAddress: NextHop], withdrawals: [ConnectionID] = [], everything: Bool = true) {
+    /// changed. Given `withdrawals`, only those, each taken back.
+    func poll(state: LoadBalancerState, hops: [IPAddress: NextHop], withdrawals: [ConnectionID] = []) {
         let wanted = Set(withdrawals)
         let list: [(ConnectionID, Record)] = lock.withLock {
-            everything ? Array(records) : withdrawals.compactMap { id in records[id].map { (id, $0) } }
+            withdrawals.isEmpty ? Array(records) : withdrawals.compactMap { id in records[id].map { (id, $0) } }
         }
         guard !list.isEmpty else { return }
-        let monotonic = UInt64(clamping: state.now)
+        // The table's clock is CLOCK_MONOTONIC, as bpf_ktime_get_ns is.
+        let now = state.now
+        let monotonic = UInt64(clamping: now)
         var value = [UInt8](repeating: 0, count: FastPathLayout.valueSize)
         var reports: [(ConnectionID, [FastPathLayout.Usage?], Bool)] = []
         reports.reserveCapacity(list.count)
@@ -414,7 +416,6 @@ final class FastPath: @unchecked Sendable {
         var taken: [(ConnectionID, Record)] = []
         var forwarded: UInt64 = 0
         var updated: [(ConnectionID, [(UInt64, UInt64)])] = []
-        let now = state.now
         state.withTable { table in
             for (k, (id, usages, took)) in reports.enumerated() {
                 let record = list[k].1

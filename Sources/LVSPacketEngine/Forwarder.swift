@@ -333,21 +333,26 @@ public struct Forwarder {
             request.flows.append((inbound, FastPathLayout.value(action: .macsOnly, interface: hop.interface, destinationMAC: hop.destinationMAC,
                                                                 sourceMAC: hop.sourceMAC), .input))
         } else {
-            let i = Int(id.index)
-            guard i >= 0, i < capacity, returnPaths[i].valid, returnPaths[i].generation == id.generation,
-                  let back = interfaceMACs[returnPaths[i].interface],
-                  (interfaceMTUs[hop.interface] ?? 1500) <= (interfaceMTUs[returnPaths[i].interface] ?? 1500) else { return }
+            guard let path = returnPath(id), let back = interfaceMACs[path.interface],
+                  (interfaceMTUs[hop.interface] ?? 1500) <= (interfaceMTUs[path.interface] ?? 1500) else { return }
             request.flows.append((inbound, FastPathLayout.value(action: .destination, address: destination.address.v4, port: destination.port,
                                                                 interface: hop.interface, destinationMAC: hop.destinationMAC,
                                                                 sourceMAC: hop.sourceMAC), .input))
             let reply = FastPathLayout.Key(protocolNumber: summary.protocolNumber, source: destination.address.v4, sourcePort: destination.port,
                                            destination: summary.source.v4, destinationPort: summary.sourcePort)
             request.flows.append((reply, FastPathLayout.value(action: .source, address: summary.destination.v4, port: summary.destinationPort,
-                                                              interface: returnPaths[i].interface, destinationMAC: returnPaths[i].mac,
+                                                              interface: path.interface, destinationMAC: path.mac,
                                                               sourceMAC: back), .output))
         }
         shared.markOffloaded(id)
         offloads.append(request)
+    }
+
+    /// The way a NAT connection's first packet came in, while it is this connection's.
+    private func returnPath(_ id: ConnectionID) -> ReturnPaths.Path? {
+        let i = Int(id.index)
+        guard i >= 0 && i < capacity && returnPaths[i].valid && returnPaths[i].generation == id.generation else { return nil }
+        return returnPaths[i]
     }
 
     private mutating func withdraw(_ id: ConnectionID) {
@@ -585,10 +590,9 @@ public struct Forwarder {
                                hops: [IPAddress: NextHop], missing: inout [IPAddress]) -> FrameAction {
         let interface: Int32
         let destinationMAC: MACAddress
-        let i = Int(connection.index)
-        if i >= 0 && i < capacity && returnPaths[i].valid && returnPaths[i].generation == connection.generation {
-            interface = returnPaths[i].interface
-            destinationMAC = returnPaths[i].mac
+        if let path = returnPath(connection) {
+            interface = path.interface
+            destinationMAC = path.mac
         } else if let hop = hops[f.destination] {
             interface = hop.interface
             destinationMAC = hop.destinationMAC

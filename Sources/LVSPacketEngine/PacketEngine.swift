@@ -148,22 +148,19 @@ public final class PacketEngine: @unchecked Sendable {
 
     /// Lets through the sockets only what `set` names.
     private func filter(_ set: FilterSet) throws {
+        let destinations = Array(set.destinations), sources = Array(set.sources)
+        let attach: (Int32) -> Int32
         if let fastPath {
             // The eBPF filter also turns away what the in-kernel path forwards.
-            let program = try fastPath.socketFilter(destinations: Array(set.destinations), sources: Array(set.sources), acceptIPv6: set.ipv6)
-            for w in workers {
-                for r in w.receivers {
-                    let code = program.attach(toSocket: r.fd)
-                    if code != 0 { throw Failure(description: "cannot attach the socket filter: \(String(cString: strerror(code)))") }
-                }
-            }
-            filtered.withLockedValue { $0 = set }
-            return
+            let program = try fastPath.socketFilter(destinations: destinations, sources: sources, acceptIPv6: set.ipv6)
+            attach = { program.attach(toSocket: $0) }
+        } else {
+            let program = SocketFilter.program(destinations: destinations, sources: sources, acceptIPv6: set.ipv6)
+            attach = { SocketFilter.attach(program, to: $0) }
         }
-        let program = SocketFilter.program(destinations: Array(set.destinations), sources: Array(set.sources), acceptIPv6: set.ipv6)
         for w in workers {
             for r in w.receivers {
-                let code = SocketFilter.attach(program, to: r.fd)
+                let code = attach(r.fd)
                 if code != 0 { throw Failure(description: "cannot attach the socket filter: \(String(cString: strerror(code)))") }
             }
         }
@@ -413,7 +410,7 @@ final class PacketWorker: @unchecked Sendable {
                     askForNextHops(&missing)
                     if let fastPath, !forwarder.offloads.isEmpty || !forwarder.withdrawals.isEmpty {
                         if !forwarder.withdrawals.isEmpty {
-                            fastPath.poll(state: state, hops: hopView, withdrawals: forwarder.withdrawals, everything: false)
+                            fastPath.poll(state: state, hops: hopView, withdrawals: forwarder.withdrawals)
                         }
                         fastPath.install(forwarder.offloads)
                         forwarder.clearOffloadQueues()
