@@ -101,7 +101,8 @@ let package = Package(
         .testTarget(name: "VRRPTests", dependencies: ["VRRP", "LVSCore"]),
         .testTarget(name: "LVSSyncTests", dependencies: ["LVSSync", "LVSCore", "ControlAPI"], exclude: ["Oracle"]),
         .testTarget(name: "LinuxNetTests", dependencies: ["LinuxNet", "LVSCore"]),
-        .testTarget(name: "LVSPacketEngineTests", dependencies: ["LVSPacketEngine", "LVSPacket", "LVSCore", "ControlAPI"]),
+        .testTarget(name: "LVSPacketEngineTests", dependencies: ["LVSPacketEngine", "LVSPacket", "LVSCore", "LVSState", "LinuxNet", "ControlAPI",
+                                                               .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "LVSPacketTests", dependencies: ["LVSPacket", "LVSCore"], exclude: ["Corpus"]),
         .testTarget(name: "KeepalivedConfigTests", dependencies: ["KeepalivedConfig", "LVSCore"], exclude: ["Corpus"]),
         .testTarget(

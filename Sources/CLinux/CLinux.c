@@ -531,3 +531,51 @@ int lvs_bpf_prog_test_run(int prog_fd, const void *data, int length, void *out, 
     *result = a.test.retval;
     return 0;
 }
+
+#include <sys/mman.h>
+
+int lvs_ringbuf_map(int fd, uint64_t size, lvs_ringbuf *ring) {
+    long page = sysconf(_SC_PAGESIZE);
+    void *consumer = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (consumer == MAP_FAILED) return errno;
+    // The producer's page, then the data twice (a record that wraps reads on in the second copy).
+    void *producer = mmap(NULL, (size_t)page + 2 * size, PROT_READ, MAP_SHARED, fd, page);
+    if (producer == MAP_FAILED) {
+        int code = errno;
+        munmap(consumer, (size_t)page);
+        return code;
+    }
+    ring->consumer = consumer;
+    ring->producer = producer;
+    ring->data = (const uint8_t *)producer + page;
+    ring->size = size;
+    return 0;
+}
+
+void lvs_ringbuf_unmap(lvs_ringbuf *ring) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (ring->consumer) munmap(ring->consumer, (size_t)page);
+    if (ring->producer) munmap(ring->producer, (size_t)page + 2 * ring->size);
+    ring->consumer = ring->producer = NULL;
+}
+
+int lvs_ringbuf_read(lvs_ringbuf *ring, void *out, int count, int record_size) {
+    const uint32_t busy = 1u << 31, discarded = 1u << 30;
+    unsigned long *consumer = (unsigned long *)ring->consumer;
+    unsigned long position = __atomic_load_n(consumer, __ATOMIC_RELAXED);
+    unsigned long produced = __atomic_load_n((unsigned long *)ring->producer, __ATOMIC_ACQUIRE);
+    int copied = 0;
+    while (copied < count && position < produced) {
+        const uint8_t *header = ring->data + (position & (ring->size - 1));
+        uint32_t length = __atomic_load_n((const uint32_t *)header, __ATOMIC_ACQUIRE);
+        if (length & busy) break;  // reserved, not committed yet: the records after it wait
+        uint32_t bytes = length & ~(busy | discarded);
+        if (!(length & discarded) && (int)bytes == record_size) {
+            memcpy((uint8_t *)out + (size_t)copied * (size_t)record_size, header + 8, bytes);
+            copied++;
+        }
+        position += (8 + bytes + 7) & ~7ul;
+        __atomic_store_n(consumer, position, __ATOMIC_RELEASE);
+    }
+    return copied;
+}

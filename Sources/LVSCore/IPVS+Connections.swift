@@ -273,14 +273,17 @@ extension IPVS {
         connection id: ConnectionID, direction: PacketDirection, tcpFlags: TCPFlags, bytes: Int, now: Int64
     ) {
         guard connections.isLive(id) else { return }
-        let c = id.index
-        var p = PacketSummary(protocolNumber: connections[c].protocolNumber, source: .anyV4, sourcePort: 0,
-                              destination: .anyV4, destinationPort: 0, tcpFlags: tcpFlags, length: bytes)
-        p.length = bytes
-        let server = connections[c].server
+        let server = connections[id.index].server
         if server >= 0 {
             count(server, direction, bytes: bytes)
         }
+        step(id.index, direction: direction, tcpFlags: tcpFlags, bytes: bytes, now: now)
+    }
+
+    /// The state machine and sync for a segment known by its flags alone (counted elsewhere).
+    mutating func step(_ c: Int32, direction: PacketDirection, tcpFlags: TCPFlags, bytes: Int, now: Int64) {
+        let p = PacketSummary(protocolNumber: connections[c].protocolNumber, source: .anyV4, sourcePort: 0,
+                              destination: .anyV4, destinationPort: 0, tcpFlags: tcpFlags, length: bytes)
         transition(c, p, direction: direction, now: now)
         if direction == .input { syncAfterInbound(c) }
     }

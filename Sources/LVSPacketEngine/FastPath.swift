@@ -12,10 +12,17 @@ import NIOConcurrencyHelpers
 /// that costs the engine almost all of its CPU (AF_PACKET receive and send, measured with perf).
 ///
 /// The rules that keep the table the truth:
-/// - Only plain segments go this way: a TCP segment with SYN, FIN or RST, a packet with IP
-///   options, a fragment, one whose hop limit runs out, anything not IPv4 goes to the engine. A
-///   control segment also marks its flow "stopped" in the map, so that what follows it goes to
-///   the engine too, in order, until the engine has seen the state change and withdrawn the flow.
+/// - A packet with IP options, a fragment, one whose hop limit runs out, anything not IPv4 goes
+///   to the engine. So does a SYN (without ACK) of a flow in the map, which also marks its flow
+///   "stopped", so that what follows it goes to the engine too, in order, until the engine has
+///   seen it and withdrawn the flow.
+/// - The program forwards the other segments that move TCP's state (SYN+ACK, FIN, RST, and the
+///   first plain segment of a flow handed over before the handshake ended) and reports each, its
+///   flow and flags, in a ring buffer the engine reads before each batch of frames, so the table
+///   moves as IPVS would (`IPVS.offloadedSegment`) and a connection leaving ESTABLISHED is taken
+///   back. After a FIN or RST the program takes the flow out of the map itself, its last figures
+///   in the report, which spares the engine a system call for each closing connection. A new connection's flows can thus be handed over as soon as its SYN is scheduled: only
+///   that SYN crosses to user space. When the ring is full, the segment takes the SYN's way.
 /// - The map counts packets and bytes per flow and stamps the last one; the engine adds them to
 ///   the connection's counters and re-arms its timer from them every half second, so ipvsadm
 ///   -Ln, --stats, --rate and -Lnc stay true, and idle flows still expire.
@@ -28,7 +35,8 @@ public enum FastPathLayout {
     /// order), protocol, three zero bytes.
     public static let keySize = 16
     /// Value: action (1 MACs only, 2 new destination, 3 new source), stopped, port, address,
-    /// out interface, reserved, destination MAC, source MAC, reserved, packets, bytes, last (ns).
+    /// out interface, report (the next plain segment is reported), reserved, destination MAC,
+    /// source MAC, reserved, packets, bytes, last (ns).
     public static let valueSize = 56
 
     public enum Action: UInt8, Sendable {
@@ -37,7 +45,12 @@ public enum FastPathLayout {
         case source = 3
     }
 
-    static let actionOffset = 0, stoppedOffset = 1, portOffset = 2, addressOffset = 4, interfaceOffset = 8
+    static let actionOffset = 0, stoppedOffset = 1, portOffset = 2, addressOffset = 4, interfaceOffset = 8, reportOffset = 12
+    /// A report: the flow's key, the segment's TCP flags (a 32-bit word, then four zero bytes),
+    /// and the flow's packets, bytes and last packet (ns) with the segment counted. After a FIN
+    /// or RST the program has taken the flow out of the map: these are its last figures.
+    public static let reportSize = 48
+    static let reportFlagsOffset = 16, reportPacketsOffset = 24, reportBytesOffset = 32, reportLastSeenOffset = 40
     static let macsOffset = 16, packetsOffset = 32, bytesOffset = 40, lastSeenOffset = 48
 
     public struct Key: Hashable, Sendable {
@@ -49,6 +62,11 @@ public enum FastPathLayout {
             bytes = (s | d << 32, ports | UInt64(protocolNumber) << 32)
         }
 
+        /// The key as the map holds it (16 bytes, as two native-order words).
+        public init(bytes: (UInt64, UInt64)) {
+            self.bytes = bytes
+        }
+
         public static func == (a: Key, b: Key) -> Bool { a.bytes == b.bytes }
         public func hash(into h: inout Hasher) {
             h.combine(bytes.0)
@@ -56,11 +74,13 @@ public enum FastPathLayout {
         }
     }
 
-    /// A value as the engine writes it (counters zero, not stopped).
+    /// A value as the engine writes it (counters zero, not stopped); `report`: the flow's next
+    /// plain segment is reported.
     public static func value(action: Action, address: UInt32 = 0, port: UInt16 = 0, interface: Int32, destinationMAC: MACAddress,
-                             sourceMAC: MACAddress) -> [UInt8] {
+                             sourceMAC: MACAddress, report: Bool = false) -> [UInt8] {
         var v = [UInt8](repeating: 0, count: valueSize)
         v[actionOffset] = action.rawValue
+        v[reportOffset] = report ? 1 : 0
         v[portOffset] = UInt8(port >> 8)
         v[portOffset + 1] = UInt8(port & 0xFF)
         for k in 0..<4 { v[addressOffset + k] = UInt8(truncatingIfNeeded: address >> (24 - 8 * k)) }
@@ -93,18 +113,38 @@ public enum FastPathLayout {
         }
     }
 
+    /// A report as the program writes it.
+    public struct Report {
+        public var key: Key
+        public var flags: TCPFlags
+        public var usage: Usage
+
+        public init(_ p: UnsafeRawPointer) {
+            key = Key(bytes: (p.loadUnaligned(as: UInt64.self), p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+            flags = TCPFlags(rawValue: p.load(fromByteOffset: reportFlagsOffset, as: UInt8.self))
+            usage = Usage(packets: p.loadUnaligned(fromByteOffset: reportPacketsOffset, as: UInt64.self),
+                          bytes: p.loadUnaligned(fromByteOffset: reportBytesOffset, as: UInt64.self),
+                          lastSeen: p.loadUnaligned(fromByteOffset: reportLastSeenOffset, as: UInt64.self), stopped: false)
+        }
+
+        /// A FIN or RST: the program took the flow out of the map.
+        public var isLast: Bool { !flags.isDisjoint(with: [.fin, .rst]) }
+    }
+
     // MARK: Programs
 
     typealias A = EBPFAssembler
     /// Where the programs keep the frame's first 48 bytes on the stack: the IP header starts at
     /// fp-52, so its words are aligned as the verifier wants them.
     static let header: Int16 = -66
-    static let key: Int16 = -88
+    /// The key, and after it the rest of a report (flags, the flow's counters).
+    static let key: Int16 = -136
     static let headerBytes: Int32 = 48
 
     /// Loads the first 48 bytes and looks the flow up; on a hit r7 is its value and r8 its
-    /// protocol. Jumps to `miss` for anything the tcx program does not forward, and to `control`
-    /// for a TCP segment with SYN, FIN or RST of a flow in the map (r7 set). r6 is the context.
+    /// protocol, and the key stays on the stack at `key`. Jumps to `miss` for anything the tcx
+    /// program does not forward, and to `control` for a TCP SYN without ACK of a flow in the map
+    /// (r7 set). r6 is the context.
     static func emitLookup(_ a: inout A, flows: Int32, miss: A.Label, control: A.Label) {
         let found = a.label(), ports = a.label()
         a.load(.word, .r2, .r6, 0)  // skb->len
@@ -141,16 +181,17 @@ public enum FastPathLayout {
         a.jump(.notEqual, .r1, 0, miss)
         a.jump(.notEqual, .r8, 6, found)
         a.load(.byte, .r1, .r10, header + 47)
-        a.alu(.and, .r1, 0x07)  // FIN, SYN, RST
-        a.jump(.notEqual, .r1, 0, control)
+        a.alu(.and, .r1, 0x12)  // SYN, ACK
+        a.jump(.equal, .r1, 0x02, control)
         a.bind(found)
     }
 
-    /// The tcx ingress program: forwards the flows in `flows`, leaves everything else to the next
-    /// hook (the engine's nftables rules and sockets).
-    public static func ingressProgram(flows: Int32) -> [UInt64] {
+    /// The tcx ingress program: forwards the flows in `flows`, reports the segments that move
+    /// TCP's state in `reports`, leaves everything else to the next hook (the engine's nftables
+    /// rules and sockets).
+    public static func ingressProgram(flows: Int32, reports: Int32) -> [UInt64] {
         var a = A()
-        let pass = a.label(), control = a.label(), macs = a.label()
+        let pass = a.label(), control = a.label(), macs = a.label(), report = a.label(), forward = a.label(), full = a.label()
         a.mov(.r6, .r1)
         emitLookup(&a, flows: flows, miss: pass, control: control)
         // Counted where IPVS counts: the IP datagram's length.
@@ -161,6 +202,34 @@ public enum FastPathLayout {
         a.atomicAdd(.r7, Int16(packetsOffset), .r1)
         a.call(.ktimeGetNanoseconds)
         a.store(.double, .r7, Int16(lastSeenOffset), .r0)
+        // r9: the flow leaves the map once this segment is on its way (FIN or RST).
+        a.mov(.r9, 0)
+        // SYN (with ACK), FIN or RST, or the first plain segment where the value asks for it.
+        a.jump(.notEqual, .r8, 6, forward)
+        a.load(.byte, .r1, .r10, header + 47)
+        a.alu(.and, .r1, 0x07)
+        a.jump(.notEqual, .r1, 0, report)
+        a.load(.byte, .r1, .r7, Int16(reportOffset))
+        a.jump(.equal, .r1, 0, forward)
+        a.store(.byte, .r7, Int16(reportOffset), imm: 0)
+        a.bind(report)
+        a.load(.byte, .r1, .r10, header + 47)
+        a.store(.word, .r10, key + Int16(reportFlagsOffset), .r1)
+        a.store(.word, .r10, key + Int16(reportFlagsOffset) + 4, imm: 0)
+        a.alu(.and, .r1, 0x05)  // FIN, RST
+        a.mov(.r9, .r1)
+        for (from, to) in [(packetsOffset, reportPacketsOffset), (bytesOffset, reportBytesOffset), (lastSeenOffset, reportLastSeenOffset)] {
+            a.load(.double, .r1, .r7, Int16(from))
+            a.store(.double, .r10, key + Int16(to), .r1)
+        }
+        a.loadMap(.r1, fd: reports)
+        a.mov(.r2, .r10)
+        a.alu(.add, .r2, Int32(key))
+        a.mov(.r3, Int32(reportSize))
+        a.mov(.r4, 0)
+        a.call(.ringbufOutput)
+        a.jump(.notEqual, .r0, 0, full)
+        a.bind(forward)
         // A hop less: TTL is the low byte of the (TTL, protocol) half word, and above 1.
         a.load(.half, .r3, .r10, header + 22)
         a.mov(.r4, .r3)
@@ -182,10 +251,27 @@ public enum FastPathLayout {
         emitRewrite(&a, addressAt: 26, portAt: 34, done: macs)
         a.bind(macs)
         storeBytes(&a, offset: 0, from: .r7, at: Int32(macsOffset), length: 12)
-        a.load(.word, .r1, .r7, Int16(interfaceOffset))
+        // The value is not read after its flow leaves the map: r8 keeps the interface.
+        a.load(.word, .r8, .r7, Int16(interfaceOffset))
+        let send = a.label()
+        a.jump(.equal, .r9, 0, send)
+        a.loadMap(.r1, fd: flows)
+        a.mov(.r2, .r10)
+        a.alu(.add, .r2, Int32(key))
+        a.call(.mapDelete)
+        a.bind(send)
+        a.mov(.r1, .r8)
         a.mov(.r2, 0)
         a.call(.redirect)
         a.exit()
+        // The ring is full: the engine sees the segment instead (not counted here, then).
+        a.bind(full)
+        a.load(.word, .r1, .r6, 0)
+        a.mov(.r2, 14)
+        a.alu(.sub, .r2, .r1)
+        a.atomicAdd(.r7, Int16(bytesOffset), .r2)
+        a.mov(.r1, -1)
+        a.atomicAdd(.r7, Int16(packetsOffset), .r1)
         a.bind(control)
         // The engine takes it from here, and the rest of the flow after it.
         a.store(.byte, .r7, Int16(stoppedOffset), imm: 1)
@@ -305,11 +391,19 @@ final class FastPath: @unchecked Sendable {
     // @unchecked Sendable: `records` and the counters are behind `lock`; the map and programs
     // are kernel objects safe to use from any thread.
     let flows: EBPFHashMap
-    private let ingress: EBPFProgram
+    /// The segments the program reports (`FastPathLayout.reportSize` bytes each).
+    let reports: EBPFRingBuffer
+    let ingress: EBPFProgram
     private var links: [EBPFLink] = []
     private let paths: ReturnPaths
     private let lock = NIOLock()
     private var records: [ConnectionID: Record] = [:]
+    /// Whose each flow in the map is, and its direction.
+    private var owners: [FastPathLayout.Key: (ConnectionID, PacketDirection)] = [:]
+    private var reportBuffer = [UInt8](repeating: 0, count: FastPathLayout.reportSize * FastPath.reportsPerRead)
+    /// Reports read ahead (by `poll`, looking for a flow's last one), to be applied next.
+    private var unread: [FastPathLayout.Report] = []
+    private static let reportsPerRead = 256
     private var counters = Counters()
 
     struct Record {
@@ -327,13 +421,18 @@ final class FastPath: @unchecked Sendable {
         var refused: UInt64 = 0
         /// Packets the kernel forwarded for them, as of the last poll.
         var packets: UInt64 = 0
+        /// Segments the kernel reported (state changes), and reports for flows no longer known.
+        var reported: UInt64 = 0
+        var unknownReports: UInt64 = 0
     }
 
     /// The map (room for `capacity` flows, kernel memory taken as they come) and the program on
     /// each interface. Throws when the kernel has no tcx (before 6.6) or refuses BPF.
     init(interfaces: [Int32], capacity: Int, paths: ReturnPaths) throws {
         flows = try EBPFHashMap(keySize: FastPathLayout.keySize, valueSize: FastPathLayout.valueSize, capacity: capacity, preallocated: false)
-        ingress = try EBPFProgram(.schedClassifier, FastPathLayout.ingressProgram(flows: flows.fd), expectedAttach: EBPFProgram.tcxIngress)
+        reports = try EBPFRingBuffer(size: 1 << 20, recordSize: FastPathLayout.reportSize)
+        ingress = try EBPFProgram(.schedClassifier, FastPathLayout.ingressProgram(flows: flows.fd, reports: reports.fd),
+                                  expectedAttach: EBPFProgram.tcxIngress)
         self.paths = paths
         for i in interfaces { links.append(try ingress.attachIngress(i)) }
     }
@@ -350,6 +449,9 @@ final class FastPath: @unchecked Sendable {
     }
 
     var snapshot: Counters { lock.withLock { counters } }
+
+    /// The connections in the map.
+    var connections: [ConnectionID] { lock.withLock { Array(records.keys) } }
 
     /// Puts the requested connections into the map (a connection already there is left alone).
     func install(_ requests: [OffloadRequest]) {
@@ -375,6 +477,7 @@ final class FastPath: @unchecked Sendable {
                                 seen: Array(repeating: (0, 0), count: r.flows.count), server: r.server, hop: r.hop)
             lock.withLock {
                 records[r.connection] = record
+                for f in r.flows { owners[f.key] = (r.connection, f.direction) }
                 counters.offloaded &+= 1
             }
         }
@@ -389,10 +492,14 @@ final class FastPath: @unchecked Sendable {
     /// back the connections the table no longer lets the kernel forward (a state change, a
     /// real server gone, expiry), those a control segment stopped, those whose next hop
     /// changed. Given `withdrawals`, only those, each taken back.
-    func poll(state: LoadBalancerState, hops: [IPAddress: NextHop], withdrawals: [ConnectionID] = []) {
+    /// `last`: flows the program took out of the map itself (after a FIN or RST), with the
+    /// figures it reported; a flow missing from the map otherwise is one whose report is on its
+    /// way, and its connection waits for it.
+    func poll(state: LoadBalancerState, hops: [IPAddress: NextHop], withdrawals: [ConnectionID] = [],
+              last: [FastPathLayout.Key: FastPathLayout.Usage] = [:]) {
         let wanted = Set(withdrawals)
         let list: [(ConnectionID, Record)] = lock.withLock {
-            withdrawals.isEmpty ? Array(records) : withdrawals.compactMap { id in records[id].map { (id, $0) } }
+            withdrawals.isEmpty ? Array(records) : wanted.compactMap { id in records[id].map { (id, $0) } }
         }
         guard !list.isEmpty else { return }
         // The table's clock is CLOCK_MONOTONIC, as bpf_ktime_get_ns is.
@@ -401,22 +508,50 @@ final class FastPath: @unchecked Sendable {
         var value = [UInt8](repeating: 0, count: FastPathLayout.valueSize)
         var reports: [(ConnectionID, [FastPathLayout.Usage?], Bool)] = []
         reports.reserveCapacity(list.count)
+        var missed: Set<FastPathLayout.Key> = []
         for (id, record) in list {
             let take = wanted.contains(id) || hops[record.server] != record.hop
             var usages: [FastPathLayout.Usage?] = []
             for key in record.keys {
+                if let u = last[key] {
+                    usages.append(u)
+                    continue
+                }
                 var k = key.bytes
                 let found = value.withUnsafeMutableBytes { out in
                     withUnsafeBytes(of: &k) { take ? flows.take(key: $0.baseAddress!, into: out.baseAddress!) : flows.lookup(key: $0.baseAddress!, into: out.baseAddress!) }
                 }
                 usages.append(found ? value.withUnsafeBytes { FastPathLayout.Usage(value: $0.baseAddress!) } : nil)
+                if take && !found { missed.insert(key) }
             }
             reports.append((id, usages, take))
         }
-        var taken: [(ConnectionID, Record)] = []
+        // A flow gone from the map before we took it was taken out by the program, after a FIN
+        // or RST whose report it wrote first: that report has its last figures and its step.
+        var late: [(ConnectionID, PacketDirection, TCPFlags)] = []
+        if !missed.isEmpty {
+            var found: [FastPathLayout.Key: FastPathLayout.Report] = [:]
+            var others: [FastPathLayout.Report] = []
+            for r in readReports() {
+                if r.isLast && missed.contains(r.key) { found[r.key] = r } else { others.append(r) }
+            }
+            lock.withLock {
+                unread.insert(contentsOf: others, at: 0)
+                counters.reported &+= UInt64(found.count)
+            }
+            for k in reports.indices {
+                for (j, key) in list[k].1.keys.enumerated() where reports[k].1[j] == nil {
+                    guard let r = found[key] else { continue }
+                    reports[k].1[j] = r.usage
+                    late.append((reports[k].0, list[k].1.directions[j], r.flags))
+                }
+            }
+        }
+        var taken: [(ConnectionID, Record, alreadyOut: Bool)] = []
         var forwarded: UInt64 = 0
         var updated: [(ConnectionID, [(UInt64, UInt64)])] = []
         state.withTable { table in
+            for (id, direction, flags) in late { _ = table.offloadedSegment(id, direction: direction, tcpFlags: flags, now: now) }
             for (k, (id, usages, took)) in reports.enumerated() {
                 let record = list[k].1
                 var delta = (inPackets: UInt64(0), inBytes: UInt64(0), outPackets: UInt64(0), outBytes: UInt64(0))
@@ -441,21 +576,73 @@ final class FastPath: @unchecked Sendable {
                 let idle = last > 0 && monotonic > last ? Int64(monotonic - last) : 0
                 let still = table.offloadedTraffic(id, inPackets: delta.inPackets, inBytes: delta.inBytes, outPackets: delta.outPackets,
                                                    outBytes: delta.outBytes, idle: idle, now: now)
-                if took || !still || stopped || usages.contains(where: { $0 == nil }) {
-                    taken.append((id, record))
+                if took || !still || stopped {
+                    taken.append((id, record, took))
                     paths.clearOffload(id)
                 } else {
                     updated.append((id, seen))
                 }
             }
         }
-        // Taken ones are out of the map already; deleting again is harmless, and no connection
-        // can be put back in meanwhile (its record still stands).
-        for (_, record) in taken { for key in record.keys { delete(key) } }
+        // Those read with a plain lookup leave the map now; no connection can be put back in
+        // meanwhile (its record still stands).
+        for (_, record, alreadyOut) in taken where !alreadyOut { for key in record.keys { delete(key) } }
         lock.withLock {
             counters.packets &+= forwarded
             for (id, seen) in updated { records[id]?.seen = seen }
-            for (id, _) in taken where records.removeValue(forKey: id) != nil { counters.withdrawn &+= 1 }
+            for (id, record, _) in taken where records.removeValue(forKey: id) != nil {
+                for key in record.keys { owners[key] = nil }
+                counters.withdrawn &+= 1
+            }
         }
+    }
+
+    /// What the ring holds, after what was read ahead; one reader at a time.
+    private func readReports() -> [FastPathLayout.Report] {
+        lock.withLock {
+            var out = unread
+            unread = []
+            while true {
+                let n = reportBuffer.withUnsafeMutableBytes { reports.read(into: $0.baseAddress!, count: FastPath.reportsPerRead) }
+                reportBuffer.withUnsafeBytes { raw in
+                    for i in 0..<n { out.append(FastPathLayout.Report(raw.baseAddress! + i * FastPathLayout.reportSize)) }
+                }
+                if n < FastPath.reportsPerRead { return out }
+            }
+        }
+    }
+
+    /// Moves the table on for the segments the program reported (one thread reads them: the
+    /// first packet thread, before each batch of frames, so a report is applied before any later
+    /// frame of its flow that the engine then reads), and takes back the connections they moved
+    /// out of ESTABLISHED.
+    func applyReports(state: LoadBalancerState, hops: [IPAddress: NextHop]) {
+        let all = readReports()
+        guard !all.isEmpty else { return }
+        var leaving: [ConnectionID] = []
+        var last: [FastPathLayout.Key: FastPathLayout.Usage] = [:]
+        var segments: [(ConnectionID, PacketDirection, TCPFlags)] = []
+        segments.reserveCapacity(all.count)
+        lock.withLock {
+            for report in all {
+                guard let (id, direction) = owners[report.key] else {
+                    counters.unknownReports &+= 1
+                    continue
+                }
+                segments.append((id, direction, report.flags))
+                if report.isLast {
+                    last[report.key] = report.usage
+                    leaving.append(id)
+                }
+            }
+            counters.reported &+= UInt64(all.count)
+        }
+        let now = state.now
+        state.withTable { table in
+            for (id, direction, flags) in segments where !table.offloadedSegment(id, direction: direction, tcpFlags: flags, now: now) {
+                leaving.append(id)
+            }
+        }
+        if !leaving.isEmpty { poll(state: state, hops: hops, withdrawals: leaving, last: last) }
     }
 }

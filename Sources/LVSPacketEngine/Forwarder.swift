@@ -324,20 +324,22 @@ public struct Forwarder {
         let destination = forwarding.destination
         guard method == .gatewaying || method == .masquerade, !summary.destination.isV6, !destination.address.isV6,
               summary.protocolNumber == IPProtocolNumber.tcp || summary.protocolNumber == IPProtocolNumber.udp,
-              table.mayOffload(id, afterPackets: offloadAfterPackets),
+              table.mayOffload(id, afterPackets: offloadAfterPackets, reported: true),
               let hop = hops[destination.address], !hop.isLocal, (interfaceMTUs[interface] ?? 1500) <= hop.mtu else { return }
         let inbound = FastPathLayout.Key(protocolNumber: summary.protocolNumber, source: summary.source.v4, sourcePort: summary.sourcePort,
                                          destination: summary.destination.v4, destinationPort: summary.destinationPort)
         var request = OffloadRequest(connection: id, flows: [], server: destination.address, hop: hop)
+        // Handed over before the handshake ended: the client's next plain segment is reported.
+        let report = !table.mayOffload(id)
         if method == .gatewaying {
             request.flows.append((inbound, FastPathLayout.value(action: .macsOnly, interface: hop.interface, destinationMAC: hop.destinationMAC,
-                                                                sourceMAC: hop.sourceMAC), .input))
+                                                                sourceMAC: hop.sourceMAC, report: report), .input))
         } else {
             guard let path = returnPath(id), let back = interfaceMACs[path.interface],
                   (interfaceMTUs[hop.interface] ?? 1500) <= (interfaceMTUs[path.interface] ?? 1500) else { return }
             request.flows.append((inbound, FastPathLayout.value(action: .destination, address: destination.address.v4, port: destination.port,
                                                                 interface: hop.interface, destinationMAC: hop.destinationMAC,
-                                                                sourceMAC: hop.sourceMAC), .input))
+                                                                sourceMAC: hop.sourceMAC, report: report), .input))
             let reply = FastPathLayout.Key(protocolNumber: summary.protocolNumber, source: destination.address.v4, sourcePort: destination.port,
                                            destination: summary.source.v4, destinationPort: summary.sourcePort)
             request.flows.append((reply, FastPathLayout.value(action: .source, address: summary.destination.v4, port: summary.destinationPort,

@@ -296,6 +296,10 @@ final class PacketWorker: @unchecked Sendable {
         _ = lvs_epoll_add(epollFD, wakeFD, UInt32(LVS_EPOLLIN), UInt64(receivers.count))
         for (k, r) in receivers.enumerated() { _ = lvs_epoll_add(epollFD, r.fd, UInt32(LVS_EPOLLIN), UInt64(k)) }
         if let marked { _ = lvs_epoll_add(epollFD, marked.fd, UInt32(LVS_EPOLLIN), UInt64(receivers.count + 1)) }
+        // The first thread applies what the in-kernel path reports, also while no frame comes.
+        if index == 0, let fastPath = engine.fastPath {
+            _ = lvs_epoll_add(epollFD, fastPath.reports.fd, UInt32(LVS_EPOLLIN), UInt64(receivers.count + 2))
+        }
     }
 
     deinit {
@@ -339,7 +343,7 @@ final class PacketWorker: @unchecked Sendable {
             logger.warning("packet thread keeps the default priority", metadata: ["errno": "\(code)"])
         }
         let batch = FrameBatch(count: min(max(options.batch, 1), 64), stride: PacketEngine.stride, headroom: PacketEngine.headroom)
-        let events = lvs_epoll_events(Int32(receivers.count + 2))!
+        let events = lvs_epoll_events(Int32(receivers.count + 3))!
         defer {
             free(events)
             forwarder.release()
@@ -357,7 +361,7 @@ final class PacketWorker: @unchecked Sendable {
         var pollUntil: Int64 = 0
         let pollSpan = Int64(options.pollMicroseconds) * 1000
         loop: while true {
-            let n = lvs_epoll_wait(epollFD, events, Int32(receivers.count + 2), pollSpan > 0 && state.now < pollUntil ? 0 : 100)
+            let n = lvs_epoll_wait(epollFD, events, Int32(receivers.count + 3), pollSpan > 0 && state.now < pollUntil ? 0 : 100)
             if n < 0 && lvs_errno() != EINTR {
                 logger.error("packet thread stops: epoll_wait failed", metadata: ["errno": "\(lvs_errno())"])
                 break
@@ -374,6 +378,7 @@ final class PacketWorker: @unchecked Sendable {
                 }
                 hopView = hops.snapshot
             }
+            if index == 0, let fastPath { fastPath.applyReports(state: state, hops: hopView) }
             // The NFLOG socket only when epoll says it has something (no system call otherwise).
             if marked != nil {
                 for k in 0..<max(n, 0) where lvs_epoll_event_data(events, k) == UInt64(receivers.count + 1) {
@@ -392,6 +397,8 @@ final class PacketWorker: @unchecked Sendable {
                         break
                     }
                     if got == 0 { break }
+                    // What the in-kernel path reported before these frames came is applied first.
+                    if index == 0, let fastPath { fastPath.applyReports(state: state, hops: hopView) }
                     let now = state.now
                     pollUntil = now + pollSpan
                     state.withTable { table in
@@ -402,12 +409,9 @@ final class PacketWorker: @unchecked Sendable {
                             failed += queue(action, in: slot, batch: batch)
                         }
                     }
-                    failed += batch.flush(via: sender)
-                    if failed > 0 {
-                        forwarder.sendFailed(failed)
-                        failed = 0
-                    }
-                    askForNextHops(&missing)
+                    // Flows are handed over before the frames go out, so that what the frames
+                    // bring back at once (a handshake's ACK after its SYN) already takes the
+                    // kernel's path.
                     if let fastPath, !forwarder.offloads.isEmpty || !forwarder.withdrawals.isEmpty {
                         if !forwarder.withdrawals.isEmpty {
                             fastPath.poll(state: state, hops: hopView, withdrawals: forwarder.withdrawals)
@@ -415,6 +419,12 @@ final class PacketWorker: @unchecked Sendable {
                         fastPath.install(forwarder.offloads)
                         forwarder.clearOffloadQueues()
                     }
+                    failed += batch.flush(via: sender)
+                    if failed > 0 {
+                        forwarder.sendFailed(failed)
+                        failed = 0
+                    }
+                    askForNextHops(&missing)
                     if got < batch.count { break }
                 }
             }

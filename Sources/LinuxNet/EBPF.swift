@@ -32,7 +32,7 @@ public struct EBPFAssembler {
     /// Helper function numbers (include/uapi/linux/bpf.h, `__BPF_FUNC_MAPPER`).
     public enum Helper: Int32, Sendable {
         case mapLookup = 1, mapUpdate = 2, mapDelete = 3, ktimeGetNanoseconds = 5, skbStoreBytes = 9
-        case l3ChecksumReplace = 10, l4ChecksumReplace = 11, redirect = 23, skbLoadBytes = 26
+        case l3ChecksumReplace = 10, l4ChecksumReplace = 11, redirect = 23, skbLoadBytes = 26, ringbufOutput = 130
     }
 
     static let classLoad: UInt8 = 0x00, classLoadX: UInt8 = 0x01, classStore: UInt8 = 0x02, classStoreX: UInt8 = 0x03
@@ -204,6 +204,41 @@ public final class EBPFHashMap: @unchecked Sendable {
 }
 
 /// A loaded eBPF program (closed with this object; attachments hold their own reference).
+/// A BPF ring buffer (kernel 5.8 and later) that programs write records of one size into
+/// (bpf_ringbuf_output) and one thread reads, without a system call, from its mapping. Its
+/// descriptor is readable (epoll) when records wait.
+public final class EBPFRingBuffer: @unchecked Sendable {
+    // @unchecked Sendable: `read` is for one thread at a time (it moves the consumer position);
+    // the rest is immutable.
+    public let fd: Int32
+    public let recordSize: Int
+    private var ring = lvs_ringbuf()
+
+    /// `size`: bytes of records, a power of two and a multiple of the page size.
+    public init(size: Int, recordSize: Int) throws {
+        let fd = lvs_bpf_map_create(27 /* BPF_MAP_TYPE_RINGBUF */, 0, 0, Int32(size), 0)
+        guard fd >= 0 else { throw EBPFError(operation: "creating a BPF ring buffer", errno: -fd) }
+        let code = lvs_ringbuf_map(fd, UInt64(size), &ring)
+        guard code == 0 else {
+            close(fd)
+            throw EBPFError(operation: "mapping a BPF ring buffer", errno: code)
+        }
+        self.fd = fd
+        self.recordSize = recordSize
+    }
+
+    deinit {
+        lvs_ringbuf_unmap(&ring)
+        close(fd)
+    }
+
+    /// Copies up to `count` waiting records into `out` (room for `count` records) and frees them;
+    /// how many were copied.
+    public func read(into out: UnsafeMutableRawPointer, count: Int) -> Int {
+        Int(lvs_ringbuf_read(&ring, out, Int32(count), Int32(recordSize)))
+    }
+}
+
 public final class EBPFProgram: @unchecked Sendable {
     // @unchecked Sendable: an immutable descriptor.
     public let fd: Int32

@@ -56,17 +56,21 @@ import Testing
     /// A map with one flow, and both programs loaded over it.
     struct Loaded {
         let flows: EBPFHashMap
+        let reports: EBPFRingBuffer
         let ingress: EBPFProgram
         let filter: EBPFProgram
 
-        init(action: FastPathLayout.Action, key: FastPathLayout.Key, address: IPAddress = FastPathTests.rs, port: UInt16 = 80) throws {
+        init(action: FastPathLayout.Action, key: FastPathLayout.Key, address: IPAddress = FastPathTests.rs, port: UInt16 = 80,
+             report: Bool = false, ring: Int = 1 << 16) throws {
             flows = try EBPFHashMap(keySize: FastPathLayout.keySize, valueSize: FastPathLayout.valueSize, capacity: 64)
-            ingress = try EBPFProgram(.schedClassifier, FastPathLayout.ingressProgram(flows: flows.fd), expectedAttach: EBPFProgram.tcxIngress)
+            reports = try EBPFRingBuffer(size: ring, recordSize: FastPathLayout.reportSize)
+            ingress = try EBPFProgram(.schedClassifier, FastPathLayout.ingressProgram(flows: flows.fd, reports: reports.fd),
+                                      expectedAttach: EBPFProgram.tcxIngress)
             filter = try EBPFProgram(.socketFilter, FastPathLayout.socketFilter(flows: flows.fd, destinations: [FastPathTests.vip],
                                                                                sources: [FastPathTests.rs], acceptIPv6: false))
             let value = FastPathLayout.value(action: action, address: address.v4, port: port, interface: 42,
                                              destinationMAC: action == .source ? FastPathTests.clientMAC : FastPathTests.rsMAC,
-                                             sourceMAC: action == .source ? FastPathTests.frontMAC : FastPathTests.backMAC)
+                                             sourceMAC: action == .source ? FastPathTests.frontMAC : FastPathTests.backMAC, report: report)
             var k = key.bytes
             let code = value.withUnsafeBytes { v in withUnsafeBytes(of: &k) { flows.update(key: $0.baseAddress!, value: v.baseAddress!) } }
             #expect(code == 0)
@@ -76,6 +80,13 @@ import Testing
         /// header (a packet socket gives it whole): the header goes in twice.
         func filtered(_ frame: [UInt8]) throws -> (result: UInt32, frame: [UInt8]) {
             try filter.testRun(Array(frame.prefix(14)) + frame)
+        }
+
+        /// What the program reported since the last call.
+        func reported() -> [FastPathLayout.Report] {
+            var out = [UInt8](repeating: 0, count: FastPathLayout.reportSize * 256)
+            let n = out.withUnsafeMutableBytes { reports.read(into: $0.baseAddress!, count: 256) }
+            return (0..<n).map { i in out.withUnsafeBytes { FastPathLayout.Report($0.baseAddress! + i * FastPathLayout.reportSize) } }
         }
 
         func usage(_ key: FastPathLayout.Key) -> FastPathLayout.Usage? {
@@ -154,16 +165,92 @@ import Testing
         #expect(FastPathTests.ipHeaderValid(out))
     }
 
-    @Test(.enabled(if: isRoot)) func controlSegmentsStopTheFlowForTheEngine() throws {
+    @Test(.enabled(if: isRoot)) func aNewSYNStopsTheFlowForTheEngine() throws {
         let rig = try Loaded(action: .macsOnly, key: FastPathTests.inbound)
-        let fin = FastPathTests.segment(flags: 0x11)
-        // The engine's socket takes the FIN, the program leaves it...
-        #expect(try rig.filtered(fin).result == 0x40000)
-        #expect(try rig.ingress.testRun(fin).result == UInt32(bitPattern: -1))
+        let syn = FastPathTests.segment(flags: 0x02, payload: 0)
+        // The engine's socket takes the SYN, the program leaves it...
+        #expect(try rig.filtered(syn).result == 0x40000)
+        #expect(try rig.ingress.testRun(syn).result == UInt32(bitPattern: -1))
         #expect(rig.usage(FastPathTests.inbound)?.stopped == true)
+        #expect(rig.reported().isEmpty)
         // ...and everything after it, until the engine withdraws the flow.
         #expect(try rig.ingress.testRun(FastPathTests.segment()).result == UInt32(bitPattern: -1))
         #expect(try rig.filtered(FastPathTests.segment()).result == 0x40000)
+        #expect(try rig.ingress.testRun(FastPathTests.segment(flags: 0x11)).result == UInt32(bitPattern: -1))
+        #expect(rig.reported().isEmpty)
+    }
+
+    @Test(.enabled(if: isRoot)) func segmentsThatMoveTheStateAreForwardedAndReported() throws {
+        let rig = try Loaded(action: .macsOnly, key: FastPathTests.inbound)
+        // Plain segments of a flow handed over in ESTABLISHED: forwarded, not reported.
+        #expect(try rig.ingress.testRun(FastPathTests.segment()).result == 7)
+        #expect(rig.reported().isEmpty)
+        // SYN+ACK: forwarded (the sockets do not take it) and reported, with the flow's figures.
+        let synAck = FastPathTests.segment(flags: 0x12, payload: 0)
+        #expect(try rig.filtered(synAck).result == 0)
+        #expect(try rig.ingress.testRun(synAck).result == 7)
+        var reports = rig.reported()
+        #expect(reports.count == 1)
+        #expect(reports.first?.key == FastPathTests.inbound)
+        #expect(reports.first?.flags == [.syn, .ack])
+        #expect(reports.first?.isLast == false)
+        #expect(reports.first?.usage.packets == 2)
+        #expect(reports.first?.usage.bytes == UInt64(FastPathTests.segment().count - 14 + synAck.count - 14))
+        #expect(rig.usage(FastPathTests.inbound)?.packets == 2)
+        // A FIN: forwarded, reported with the figures it ends on, and the flow is out of the map.
+        let fin = FastPathTests.segment(flags: 0x11, payload: 0)
+        #expect(try rig.filtered(fin).result == 0)
+        let (result, out) = try rig.ingress.testRun(fin)
+        #expect(result == 7)
+        #expect(Array(out[0..<6]) == FastPathTests.rsMAC.array)
+        reports = rig.reported()
+        #expect(reports.count == 1)
+        #expect(reports.first?.flags == [.fin, .ack])
+        #expect(reports.first?.isLast == true)
+        #expect(reports.first?.usage.packets == 3)
+        #expect(rig.usage(FastPathTests.inbound) == nil)
+        // What follows is the engine's.
+        #expect(try rig.ingress.testRun(FastPathTests.segment()).result == UInt32(bitPattern: -1))
+        #expect(try rig.filtered(FastPathTests.segment()).result == 0x40000)
+    }
+
+    @Test(.enabled(if: isRoot)) func aResetEndsTheFlowToo() throws {
+        let rig = try Loaded(action: .macsOnly, key: FastPathTests.inbound)
+        #expect(try rig.ingress.testRun(FastPathTests.segment(flags: 0x04, payload: 0)).result == 7)
+        #expect(rig.reported().map(\.isLast) == [true])
+        #expect(rig.usage(FastPathTests.inbound) == nil)
+    }
+
+    @Test(.enabled(if: isRoot)) func theFirstPlainSegmentIsReportedWhenTheValueAsks() throws {
+        // Handed over at its SYN: the handshake's ACK is reported, once.
+        let rig = try Loaded(action: .macsOnly, key: FastPathTests.inbound, report: true)
+        #expect(try rig.ingress.testRun(FastPathTests.segment(flags: 0x10, payload: 0)).result == 7)
+        #expect(try rig.ingress.testRun(FastPathTests.segment(flags: 0x18)).result == 7)
+        let reports = rig.reported()
+        #expect(reports.count == 1)
+        #expect(reports.first?.flags == .ack)
+        #expect(reports.first?.isLast == false)
+        #expect(reports.first?.key == FastPathTests.inbound)
+    }
+
+    @Test(.enabled(if: isRoot)) func aFullRingSendsTheSegmentToTheEngine() throws {
+        // One page holds 73 reports of 56 bytes (header included).
+        let rig = try Loaded(action: .macsOnly, key: FastPathTests.inbound, ring: Int(sysconf(Int32(_SC_PAGESIZE))))
+        let synAck = FastPathTests.segment(flags: 0x12, payload: 0)
+        var forwarded = 0
+        for _ in 0..<200 {
+            guard try rig.ingress.testRun(synAck).result == 7 else { break }
+            forwarded += 1
+        }
+        #expect(forwarded > 0 && forwarded < 200)
+        // The one the ring had no room for is the engine's, and not counted here.
+        let usage = try #require(rig.usage(FastPathTests.inbound))
+        #expect(usage.stopped)
+        #expect(usage.packets == UInt64(forwarded))
+        #expect(usage.bytes == UInt64(forwarded * (synAck.count - 14)))
+        #expect(rig.reported().count == forwarded)
+        // Room again, but the flow stays the engine's until it withdraws it.
+        #expect(try rig.ingress.testRun(synAck).result == UInt32(bitPattern: -1))
     }
 
     @Test(.enabled(if: isRoot)) func whatTheProgramLeavesTheSocketsTake() throws {

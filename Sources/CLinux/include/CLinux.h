@@ -202,4 +202,19 @@ int lvs_attach_bpf(int fd, int prog_fd);
 /// return value in `result`; 0 or errno.
 int lvs_bpf_prog_test_run(int prog_fd, const void *data, int length, void *out, int *out_length, uint32_t *result);
 
+/// A BPF ring buffer (BPF_MAP_TYPE_RINGBUF) mapped for reading: its consumer and producer
+/// positions and its data area (`size` bytes, a power of two, mapped twice in a row).
+typedef struct lvs_ringbuf {
+    void *consumer;
+    void *producer;
+    const uint8_t *data;
+    uint64_t size;
+} lvs_ringbuf;
+/// Maps the ring buffer `fd` of `size` bytes; 0 or errno.
+int lvs_ringbuf_map(int fd, uint64_t size, lvs_ringbuf *ring);
+void lvs_ringbuf_unmap(lvs_ringbuf *ring);
+/// Copies up to `count` committed records of exactly `record_size` bytes into `out` (records of
+/// another size, and discarded ones, are skipped) and frees their room; how many were copied.
+int lvs_ringbuf_read(lvs_ringbuf *ring, void *out, int count, int record_size);
+
 #endif

@@ -1,0 +1,119 @@
+import Glibc
+import LVSCore
+import LVSPacket
+import LVSState
+import LinuxNet
+import NIOPosix
+import Testing
+@testable import LVSPacketEngine
+
+/// The in-kernel path at run time, without interfaces: the forwarder hands a connection over at
+/// its SYN, the loaded program forwards the segments that follow (BPF_PROG_TEST_RUN) and reports
+/// those that move TCP's state, and the engine's side applies the reports to the table. Root only
+/// (BPF maps and programs).
+@Suite(.serialized) struct FastPathRuntimeTests {
+    static let isRoot = getuid() == 0
+    typealias F = ForwarderTests
+
+    /// A table with one service over rs1, a forwarder that hands connections over, the path, and
+    /// the shared state the engine's thread would use.
+    struct Rig {
+        var table: IPVS
+        var forwarder: Forwarder
+        let paths: ReturnPaths
+        let fastPath: FastPath
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+        init(method: String) throws {
+            table = IPVS()
+            let session = IPVSAdmSessionShim()
+            session.run(["-A", "-t", "207.175.44.110:8080", "-s", "rr"], on: &table)
+            session.run(["-a", "-t", "207.175.44.110:8080", "-r", "172.16.0.2:80", method], on: &table)
+            paths = ReturnPaths(capacity: table.connectionSlots)
+            forwarder = Forwarder(returnPaths: paths)
+            forwarder.interfaceMACs = [F.front: F.frontMAC, F.back: F.backMAC]
+            forwarder.offloading = true
+            fastPath = try FastPath(interfaces: [], capacity: 64, paths: paths)
+        }
+
+        /// The engine's part for a frame: decided, and what it hands over installed.
+        mutating func engine(_ frame: [UInt8], from interface: Int32 = F.front) -> FrameAction {
+            var buffer = [UInt8](repeating: 0, count: 4096 + 128)
+            buffer.replaceSubrange(128..<(128 + frame.count), with: frame)
+            var missing: [IPAddress] = []
+            let action = buffer.withUnsafeMutableBytes { p in
+                forwarder.handle(p, start: 128, length: frame.count, flags: 0, interface: interface, table: &table, hops: F.hops,
+                                 missing: &missing, now: 1_000_000_000)
+            }
+            fastPath.install(forwarder.offloads)
+            forwarder.clearOffloadQueues()
+            return action
+        }
+
+        /// The kernel's part: the program's verdict (7: forwarded).
+        func kernel(_ frame: [UInt8]) throws -> UInt32 {
+            try fastPath.ingress.testRun(frame).result
+        }
+    }
+
+    static func client(_ flags: UInt8, payload: Int = 0) -> [UInt8] {
+        FrameBuilder.tcp(sourceMAC: F.clientMAC, destinationMAC: F.frontMAC, source: F.client, destination: F.vip, sourcePort: 40000,
+                         destinationPort: 8080, flags: flags, payload: payload)
+    }
+
+    static func server(_ flags: UInt8, payload: Int = 0) -> [UInt8] {
+        FrameBuilder.tcp(sourceMAC: F.rs1MAC, destinationMAC: F.backMAC, source: F.rs1, destination: F.client, sourcePort: 80,
+                         destinationPort: 40000, flags: flags, payload: payload)
+    }
+
+    func state(_ s: LoadBalancerState) -> String? { s.withTable { $0.connectionSnapshots(now: s.now).first?.stateName } }
+
+    @Test(.enabled(if: isRoot)) func onlyTheSYNCrossesToTheEngineInDirectRouting() throws {
+        var rig = try Rig(method: "-g")
+        guard case .send = rig.engine(Self.client(0x02)) else { Issue.record("SYN not sent"); return }
+        #expect(rig.fastPath.snapshot.offloaded == 1)
+        let shared = LoadBalancerState(loops: [rig.group.next()], ipvs: rig.table)
+        // The handshake's ACK, a request and the client's FIN go through the kernel.
+        #expect(try rig.kernel(Self.client(0x10)) == 7)
+        #expect(try rig.kernel(Self.client(0x18, payload: 100)) == 7)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        #expect(state(shared) == "ESTABLISHED")
+        #expect(shared.withTable { $0.serviceSnapshots[0].servers[0].activeConnections } == 1)
+        #expect(try rig.kernel(Self.client(0x11)) == 7)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        #expect(state(shared) == "FIN_WAIT")
+        let counters = shared.withTable { $0.serviceSnapshots[0].counters }
+        #expect(counters.inPackets == 4)
+        #expect(counters.inBytes == UInt64(4 * 40 + 100))
+        #expect(rig.fastPath.snapshot.withdrawn == 1)
+        #expect(rig.fastPath.snapshot.unknownReports == 0)
+        // Out of the map: what follows is the engine's again.
+        #expect(try rig.kernel(Self.client(0x10)) == UInt32(bitPattern: -1))
+        try rig.group.syncShutdownGracefully()
+    }
+
+    @Test(.enabled(if: isRoot)) func aNATRealServerFINRacingAWithdrawalIsNotLost() throws {
+        var rig = try Rig(method: "-m")
+        guard case .send = rig.engine(Self.client(0x02)) else { Issue.record("SYN not sent"); return }
+        let shared = LoadBalancerState(loops: [rig.group.next()], ipvs: rig.table)
+        #expect(try rig.kernel(Self.server(0x12)) == 7)
+        #expect(try rig.kernel(Self.client(0x10)) == 7)
+        #expect(try rig.kernel(Self.server(0x18, payload: 200)) == 7)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        #expect(state(shared) == "ESTABLISHED")
+        // The real server's FIN goes through the kernel, which takes its flow out of the map; the
+        // engine takes the connection back before it has read that report.
+        #expect(try rig.kernel(Self.server(0x11)) == 7)
+        let id = try #require(rig.fastPath.connections.first)
+        rig.fastPath.poll(state: shared, hops: F.hops, withdrawals: [id])
+        #expect(state(shared) == "FIN_WAIT")
+        let counters = shared.withTable { $0.serviceSnapshots[0].counters }
+        #expect(counters.outPackets == 3)
+        #expect(counters.outBytes == UInt64(3 * 40 + 200))
+        #expect(counters.inPackets == 2)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        #expect(rig.fastPath.snapshot.unknownReports == 0)
+        #expect(rig.fastPath.snapshot.withdrawn == 1)
+        try rig.group.syncShutdownGracefully()
+    }
+}
