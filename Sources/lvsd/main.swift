@@ -44,7 +44,8 @@ let usage = """
           --packet-threads N  packet engine: threads forwarding (each interface's flows spread over
                               them; default 1)
           --packet-poll-us N  packet engine: after traffic, poll the sockets for N microseconds
-                              before sleeping (default 200; 0 sleeps at once)
+                              before sleeping (default 30, or 200 with --packet-offload off;
+                              0 sleeps at once)
           --packet-offload on|off|N
                               packet engine: hand established connections to an eBPF program on
                               the interfaces that forwards their plain segments in the kernel
@@ -85,7 +86,7 @@ var configID: String?
 var engineName = "proxy"
 var interfaces: [String] = []
 var packetNice: Int32 = 0
-var packetPoll = 200
+var packetPoll: Int?
 var packetThreads = 1
 var packetOffload: UInt32? = 0
 var controlPath: String?
@@ -238,7 +239,7 @@ if engineName == "packet" {
     do {
         var options = PacketEngine.Options(interfaces: interfaces)
         options.niceValue = packetNice
-        options.pollMicroseconds = packetPoll
+        if let packetPoll { options.pollMicroseconds = packetPoll }
         options.threads = packetThreads
         options.offload = packetOffload != nil
         options.offloadAfterPackets = packetOffload ?? 0
