@@ -52,10 +52,17 @@ public final class ProxyEngine: @unchecked Sendable {
             TCPRelayWorker(state: state, logger: logger, name: "lvsd-relay-\(i)", connectTimeout: options.connectTimeout.nanoseconds,
                            runsClock: i == 0, batchScheduling: options.batchScheduling)
         }
-        for worker in workers { worker.start() }
+        let peers = workers.map { TCPRelayWorker.Peer(worker: $0) }
+        for worker in workers {
+            worker.peers = peers
+            worker.start()
+        }
     }
 
     public var listeningKeys: Set<VirtualService.Key> { tcpListeners.union(udpListeners.keys) }
+
+    /// The TCP connections each relay thread serves (or has been handed and not yet taken up).
+    public var relayLoads: [Int] { workers.map(\.currentLoad) }
 
     /// Why a virtual service could not be served.
     public struct ListenError: Error, CustomStringConvertible {

@@ -17,27 +17,8 @@ import Glibc
 @Suite(.serialized) struct DirectorTests {
     /// One HTTP/1.0 request to host:port (the answer's body), or nil if the connection failed.
     static func get(_ host: String, _ port: Int, from source: String? = nil) -> String? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
+        guard let fd = connectedSocket(port, host: host, from: source) else { return nil }
         defer { close(fd) }
-        var tv = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        if let source {
-            var local = sockaddr_in()
-            local.sin_family = sa_family_t(AF_INET)
-            inet_pton(AF_INET, source, &local.sin_addr)
-            _ = withUnsafePointer(to: &local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        inet_pton(AF_INET, host, &address.sin_addr)
-        let ok = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard ok == 0 else { return nil }
         let request = Array("GET / HTTP/1.0\r\nHost: test\r\n\r\n".utf8)
         guard write(fd, request, request.count) == request.count else { return nil }
         var response: [UInt8] = []
@@ -367,6 +348,26 @@ import Glibc
         #expect(stats.split(separator: "\n")[2].split(separator: " ")[2] == "900")
     }
 
+    /// A burst of connections opened at once (a client's keep-alive pool) is served evenly by the
+    /// relay threads, whichever of them the kernel woke to accept it; closed, they are uncounted.
+    @Test func aBurstOfConnectionsIsSpreadOverTheRelayThreads() throws {
+        let h = try Harness(workers: 2)
+        defer { h.stop() }
+        let vip = try h.service(over: try h.backend("x\n"))
+        let clients = (0..<40).compactMap { _ in DirectorTests.connectedSocket(vip) }
+        #expect(clients.count == 40)
+        var loads = h.director.engine.relayLoads
+        for _ in 0..<200 where loads.reduce(0, +) != clients.count {
+            usleep(10_000)
+            loads = h.director.engine.relayLoads
+        }
+        #expect(loads.reduce(0, +) == clients.count)
+        #expect(loads.allSatisfy { abs($0 - clients.count / 2) <= 1 }, "loads \(loads)")
+        for fd in clients { close(fd) }
+        for _ in 0..<200 where h.director.engine.relayLoads.reduce(0, +) != 0 { usleep(10_000) }
+        #expect(h.director.engine.relayLoads == [0, 0])
+    }
+
     @Test(arguments: [1, 2])
     func persistenceKeepsAClientOnOneServer(workers: Int) throws {
         let h = try Harness(workers: workers)
@@ -475,15 +476,25 @@ import Glibc
         }
     }
 
-    /// A plain client socket connected to 127.0.0.1:port, with a receive timeout.
-    static func connectedSocket(_ port: Int) -> Int32? {
+    /// A plain client socket connected to host:port (from `source` when given), with a receive
+    /// timeout.
+    static func connectedSocket(_ port: Int, host: String = "127.0.0.1", from source: String? = nil) -> Int32? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
         var tv = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            inet_pton(AF_INET, source, &local.sin_addr)
+            _ = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
-        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        inet_pton(AF_INET, host, &address.sin_addr)
         let ok = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }

@@ -27,6 +27,11 @@ enum {
     LVS_EPOLLEXCLUSIVE = EPOLLEXCLUSIVE,
 };
 
+/// A 32-bit counter several threads read and write (relaxed: a hint, not a lock).
+static inline int32_t lvs_atomic_load32(const int32_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void lvs_atomic_store32(int32_t *p, int32_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline void lvs_atomic_add32(int32_t *p, int32_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+
 static inline int lvs_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
 static inline int lvs_epoll_add(int epfd, int fd, uint32_t events, uint64_t data) {

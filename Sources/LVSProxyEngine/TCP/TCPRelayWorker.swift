@@ -13,6 +13,8 @@ enum RelayCommand: Sendable {
     /// on); `shared` when other workers hold descriptors of the same socket.
     case listen(fd: Int32, key: VirtualService.Key, virtual: Endpoint, shared: Bool)
     case stopListening(VirtualService.Key)
+    /// Serve a connection another worker accepted (it had more to serve than this one).
+    case adopt(fd: Int32, client: Endpoint, virtual: Endpoint)
     /// Close every listener and connection and end the thread; `done` is completed then.
     case stop(done: EventLoopPromise<Void>)
 }
@@ -57,6 +59,17 @@ final class TCPRelayWorker: @unchecked Sendable {
         var bytes: Int
     }
     private let inbox = NIOLockedValueBox<[RelayCommand]>([])
+    /// Connections this worker serves or has been handed, for the others to read
+    /// (`lessLoadedPeer`): counted when accepted, uncounted when their slot is released.
+    private let load = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+    /// Every worker of the engine, this one included; set before the threads start.
+    var peers: [Peer] = []
+
+    struct Peer {
+        unowned let worker: TCPRelayWorker
+    }
+
+    var currentLoad: Int { Int(lvs_atomic_load32(load)) }
     private let epollFD: Int32
     private let wakeFD: Int32
 
@@ -125,9 +138,11 @@ final class TCPRelayWorker: @unchecked Sendable {
         pool = RelayBufferPool(size: chunk, kept: 256)
         scratch = .allocate(byteCount: chunk, alignment: 64)
         reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        load.initialize(to: 0)
     }
 
     deinit {
+        load.deallocate()
         close(epollFD)
         close(wakeFD)
     }
@@ -405,6 +420,7 @@ final class TCPRelayWorker: @unchecked Sendable {
         release(slot, .server)
         if slot.pointee.hasFailed { failedServers[index] = nil }
         slots.release(index)
+        lvs_atomic_add32(load, -1)
     }
 
     private func release(_ slot: UnsafeMutablePointer<RelaySlot>, _ side: RelaySide) {
@@ -432,7 +448,9 @@ final class TCPRelayWorker: @unchecked Sendable {
 
     // MARK: Connections to real servers
 
-    /// A new client connection: scheduled, given a slot, and connected onward.
+    /// New client connections: each served here, or by a worker with at least two fewer (the
+    /// kernel wakes whichever worker waits first, so one would otherwise take a burst of
+    /// connections, such as a client's pool opening at once, and serve them all on one core).
     private func accept(on listenerIndex: Int) {
         guard listenerIndex < listeners.count, listeners[listenerIndex].fd >= 0 else { return }
         let listenFD = listeners[listenerIndex].fd
@@ -446,33 +464,68 @@ final class TCPRelayWorker: @unchecked Sendable {
                 if code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM { shed(listenFD) }
                 return
             }
-            guard let client = peer.endpoint, let (forwarding, proxyProtocol) = schedule(client, virtual) else {
-                close(fd)  // no real server available: LVSCore counted it
-                continue
-            }
-            guard let index = slots.allocate() else {
-                let connection = forwarding.connection
-                state.withTable { $0.forget(connection: connection) }
-                state.countDroppedConnection()
+            guard let client = peer.endpoint else {
                 close(fd)
                 continue
             }
-            let slot = slots.base + Int(index)
-            slot.pointee.fd.client = fd
-            slot.pointee.client = client
-            slot.pointee.virtual = virtual
-            slot.pointee.connection = forwarding.connection
-            // Most clients speak first and have done so by now: their request is read before the
-            // socket is watched (so no event comes for it), and goes out with the connection.
-            if !proxyProtocol && readAtAccept.shouldTry { readEarly(slot) }
-            guard lvs_epoll_add(epollFD, fd, TCPRelayWorker.relayEvents, tag(slot, index, .client)) == 0 else {
-                reset(slot, index, by: .client)
+            if let other = lessLoadedPeer() {
+                other.submit(.adopt(fd: fd, client: client, virtual: virtual))
                 continue
             }
-            connect(slot, index, forwarding, proxyProtocol: proxyProtocol)
-            if slot.pointee.inUse && slot.pointee.connecting && !slot.pointee.pending.server.isEmpty && sendAtConnect.shouldTry {
-                sendEarly(slot, index)
+            lvs_atomic_add32(load, 1)
+            adopt(fd, client: client, virtual: virtual)
+        }
+    }
+
+    /// The least loaded other worker if it serves at least two connections fewer than this one
+    /// (the connection is counted as its at once, so that a burst spreads).
+    private func lessLoadedPeer() -> TCPRelayWorker? {
+        guard peers.count > 1 else { return nil }
+        let mine = lvs_atomic_load32(load)
+        var best: TCPRelayWorker?
+        var least = mine - 1
+        for p in peers where p.worker !== self {
+            let l = lvs_atomic_load32(p.worker.load)
+            if l < least {
+                least = l
+                best = p.worker
             }
+        }
+        if let best { lvs_atomic_add32(best.load, 1) }
+        return best
+    }
+
+    /// A client connection this worker serves (counted in its load already): scheduled, given a
+    /// slot, and connected onward.
+    private func adopt(_ fd: Int32, client: Endpoint, virtual: Endpoint) {
+        guard let (forwarding, proxyProtocol) = schedule(client, virtual) else {
+            lvs_atomic_add32(load, -1)
+            close(fd)  // no real server available: LVSCore counted it
+            return
+        }
+        guard let index = slots.allocate() else {
+            lvs_atomic_add32(load, -1)
+            let connection = forwarding.connection
+            state.withTable { $0.forget(connection: connection) }
+            state.countDroppedConnection()
+            close(fd)
+            return
+        }
+        let slot = slots.base + Int(index)
+        slot.pointee.fd.client = fd
+        slot.pointee.client = client
+        slot.pointee.virtual = virtual
+        slot.pointee.connection = forwarding.connection
+        // Most clients speak first and have done so by now: their request is read before the
+        // socket is watched (so no event comes for it), and goes out with the connection.
+        if !proxyProtocol && readAtAccept.shouldTry { readEarly(slot) }
+        guard lvs_epoll_add(epollFD, fd, TCPRelayWorker.relayEvents, tag(slot, index, .client)) == 0 else {
+            reset(slot, index, by: .client)
+            return
+        }
+        connect(slot, index, forwarding, proxyProtocol: proxyProtocol)
+        if slot.pointee.inUse && slot.pointee.connecting && !slot.pointee.pending.server.isEmpty && sendAtConnect.shouldTry {
+            sendEarly(slot, index)
         }
     }
 
@@ -691,6 +744,13 @@ final class TCPRelayWorker: @unchecked Sendable {
                 for i in listeners.indices where listeners[i].fd >= 0 && listeners[i].key == key {
                     close(listeners[i].fd)  // closing also takes it out of the epoll set
                     listeners[i].fd = -1
+                }
+            case .adopt(let fd, let client, let virtual):
+                if running {
+                    adopt(fd, client: client, virtual: virtual)
+                } else {
+                    lvs_atomic_add32(load, -1)
+                    close(fd)
                 }
             case .stop(let done):
                 running = false
