@@ -51,6 +51,7 @@ extension Director: ObservabilitySource {
                 .init("icmp sent", c.icmpSent), .init("related", c.related), .init("fragments", c.fragments), .init("reassembled", c.reassembled),
                 .init("kernel forwarded", c.kernelForwarded), .init("connections offloaded", c.offloaded),
                 .init("connections taken back", c.withdrawn), .init("offload refused", c.offloadRefused),
+                .init("kernel reports", c.kernelReports), .init("kernel reports for unknown flows", c.unknownReports),
             ]
             v.engineDrops = PacketDrop.allCases.map { .init($0.label, c.drops[$0.rawValue]) }
                 + FrameError.allCases.map { .init("malformed \($0.label)", c.malformed[$0.rawValue]) }

@@ -55,12 +55,14 @@ public struct PacketCounters: Sendable, Hashable {
     /// IPv4 fragments taken for reassembly, and the datagrams made whole from them.
     public var fragments: UInt64 = 0
     public var reassembled: UInt64 = 0
-    /// The in-kernel path: packets it forwarded, connections handed to it and taken back, and
-    /// those it had no room for.
+    /// The in-kernel path: packets it forwarded, connections handed to it and taken back, those
+    /// it had no room for, the segments it reported and the reports for flows no longer known.
     public var kernelForwarded: UInt64 = 0
     public var offloaded: UInt64 = 0
     public var withdrawn: UInt64 = 0
     public var offloadRefused: UInt64 = 0
+    public var kernelReports: UInt64 = 0
+    public var unknownReports: UInt64 = 0
     public var drops = [UInt64](repeating: 0, count: PacketDrop.allCases.count)
     public var malformed = [UInt64](repeating: 0, count: FrameError.allCases.count)
 
@@ -83,6 +85,8 @@ public struct PacketCounters: Sendable, Hashable {
         c.offloaded &+= b.offloaded
         c.withdrawn &+= b.withdrawn
         c.offloadRefused &+= b.offloadRefused
+        c.kernelReports &+= b.kernelReports
+        c.unknownReports &+= b.unknownReports
         for i in c.drops.indices { c.drops[i] &+= b.drops[i] }
         for i in c.malformed.indices { c.malformed[i] &+= b.malformed[i] }
         return c

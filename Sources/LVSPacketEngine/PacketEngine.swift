@@ -226,6 +226,8 @@ public final class PacketEngine: @unchecked Sendable {
             c.offloaded = f.offloaded
             c.withdrawn = f.withdrawn
             c.offloadRefused = f.refused
+            c.kernelReports = f.reported
+            c.unknownReports = f.unknownReports
         }
         return c
     }
@@ -247,6 +249,8 @@ public final class PacketEngine: @unchecked Sendable {
         if fastPath != nil {
             metadata["in kernel"] = "\(c.kernelForwarded) packets of \(c.offloaded) connections"
             if c.offloadRefused > 0 { metadata["not offloaded (map full)"] = "\(c.offloadRefused)" }
+            metadata["kernel reports"] = "\(c.kernelReports)"
+            if c.unknownReports > 0 { metadata["kernel reports for unknown flows"] = "\(c.unknownReports)" }
         }
         for reason in PacketDrop.allCases where c.drops[reason.rawValue] > 0 { metadata["dropped: \(reason.label)"] = "\(c.drops[reason.rawValue])" }
         for error in FrameError.allCases where c.malformed[error.rawValue] > 0 { metadata["malformed: \(error.label)"] = "\(c.malformed[error.rawValue])" }
