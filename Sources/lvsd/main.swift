@@ -61,8 +61,9 @@ let usage = """
       -S, --log-facility N    also log to syslog (/dev/log), facility LOCAL0..LOCAL7 (N 0-7)
           --workers N         relay threads and event loops serving connections (default 1)
           --relay-scheduling batch|normal
-                              scheduling policy of the relay threads (default batch: SCHED_BATCH,
-                              a relay woken by traffic does not preempt the running thread)
+                              scheduling policy of the relay threads (batch: SCHED_BATCH, a relay
+                              woken by traffic does not preempt the running thread; default batch
+                              with one worker, normal with several)
       -h, --help              this text
       -v, --version           version
 
