@@ -404,6 +404,19 @@ final class FastPath: @unchecked Sendable {
     /// Reports read ahead (by `poll`, looking for a flow's last one), to be applied next.
     private var unread: [FastPathLayout.Report] = []
     private static let reportsPerRead = 256
+    /// Flows taken back lately, with what had been counted of them: the program, on another
+    /// core, may have found one of them just before it left the map and report its FIN or RST
+    /// after the connection was taken back. Kept for one to two seconds (two generations).
+    private var retired: [FastPathLayout.Key: Retired] = [:]
+    private var retiredBefore: [FastPathLayout.Key: Retired] = [:]
+    private var retiredSince: Int64 = 0
+    private static let retiredFor: Int64 = 1_000_000_000
+
+    struct Retired {
+        var connection: ConnectionID
+        var direction: PacketDirection
+        var seen: (packets: UInt64, bytes: UInt64)
+    }
     private var counters = Counters()
 
     struct Record {
@@ -547,7 +560,7 @@ final class FastPath: @unchecked Sendable {
                 }
             }
         }
-        var taken: [(ConnectionID, Record, alreadyOut: Bool)] = []
+        var taken: [(ConnectionID, Record, alreadyOut: Bool, seen: [(packets: UInt64, bytes: UInt64)])] = []
         var forwarded: UInt64 = 0
         var updated: [(ConnectionID, [(UInt64, UInt64)])] = []
         state.withTable { table in
@@ -577,7 +590,7 @@ final class FastPath: @unchecked Sendable {
                 let still = table.offloadedTraffic(id, inPackets: delta.inPackets, inBytes: delta.inBytes, outPackets: delta.outPackets,
                                                    outBytes: delta.outBytes, idle: idle, now: now)
                 if took || !still || stopped {
-                    taken.append((id, record, took))
+                    taken.append((id, record, took, seen))
                     paths.clearOffload(id)
                 } else {
                     updated.append((id, seen))
@@ -586,12 +599,20 @@ final class FastPath: @unchecked Sendable {
         }
         // Those read with a plain lookup leave the map now; no connection can be put back in
         // meanwhile (its record still stands).
-        for (_, record, alreadyOut) in taken where !alreadyOut { for key in record.keys { delete(key) } }
+        for (_, record, alreadyOut, _) in taken where !alreadyOut { for key in record.keys { delete(key) } }
         lock.withLock {
             counters.packets &+= forwarded
             for (id, seen) in updated { records[id]?.seen = seen }
-            for (id, record, _) in taken where records.removeValue(forKey: id) != nil {
-                for key in record.keys { owners[key] = nil }
+            if now - retiredSince >= FastPath.retiredFor {
+                retiredBefore = retired
+                retired = [:]
+                retiredSince = now
+            }
+            for (id, record, _, seen) in taken where records.removeValue(forKey: id) != nil {
+                for (j, key) in record.keys.enumerated() {
+                    owners[key] = nil
+                    retired[key] = Retired(connection: id, direction: record.directions[j], seen: seen[j])
+                }
                 counters.withdrawn &+= 1
             }
         }
@@ -623,10 +644,15 @@ final class FastPath: @unchecked Sendable {
         var last: [FastPathLayout.Key: FastPathLayout.Usage] = [:]
         var segments: [(ConnectionID, PacketDirection, TCPFlags)] = []
         segments.reserveCapacity(all.count)
+        var late: [(Retired, FastPathLayout.Report)] = []
         lock.withLock {
             for report in all {
                 guard let (id, direction) = owners[report.key] else {
-                    counters.unknownReports &+= 1
+                    if report.isLast, let r = retired.removeValue(forKey: report.key) ?? retiredBefore.removeValue(forKey: report.key) {
+                        late.append((r, report))
+                    } else {
+                        counters.unknownReports &+= 1
+                    }
                     continue
                 }
                 segments.append((id, direction, report.flags))
@@ -641,6 +667,16 @@ final class FastPath: @unchecked Sendable {
         state.withTable { table in
             for (id, direction, flags) in segments where !table.offloadedSegment(id, direction: direction, tcpFlags: flags, now: now) {
                 leaving.append(id)
+            }
+            // A flow's last report that came after its connection was taken back: its step, and
+            // what was counted in the flow after the engine's copy.
+            for (r, report) in late {
+                _ = table.offloadedSegment(r.connection, direction: r.direction, tcpFlags: report.flags, now: now)
+                let packets = report.usage.packets &- r.seen.packets, bytes = report.usage.bytes &- r.seen.bytes
+                guard packets > 0, packets < 1 << 32 else { continue }
+                let input = r.direction == .input
+                table.offloadedTraffic(r.connection, inPackets: input ? packets : 0, inBytes: input ? bytes : 0,
+                                       outPackets: input ? 0 : packets, outBytes: input ? 0 : bytes, idle: 0, now: now)
             }
         }
         if !leaving.isEmpty { poll(state: state, hops: hops, withdrawals: leaving, last: last) }

@@ -92,6 +92,36 @@ import Testing
         try rig.group.syncShutdownGracefully()
     }
 
+    /// The program found the client's flow just before the engine took it back, and reports its
+    /// FIN after: the report still moves the table and counts what the engine's copy missed.
+    @Test(.enabled(if: isRoot)) func aFINReportedAfterItsConnectionWasTakenBackStillCounts() throws {
+        var rig = try Rig(method: "-m")
+        guard case .send = rig.engine(Self.client(0x02)) else { Issue.record("SYN not sent"); return }
+        let shared = LoadBalancerState(loops: [rig.group.next()], ipvs: rig.table)
+        #expect(try rig.kernel(Self.server(0x12)) == 7)
+        #expect(try rig.kernel(Self.client(0x10)) == 7)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        #expect(state(shared) == "ESTABLISHED")
+        let id = try #require(rig.fastPath.connections.first)
+        rig.fastPath.poll(state: shared, hops: F.hops, withdrawals: [id])
+        #expect(rig.fastPath.connections.isEmpty)
+        let before = shared.withTable { $0.serviceSnapshots[0].counters }
+        // The flow as the program still had it (one packet counted, the ACK), and its FIN.
+        let key = FastPathLayout.Key(protocolNumber: 6, source: F.client.v4, sourcePort: 40000, destination: F.vip.v4, destinationPort: 8080)
+        var value = FastPathLayout.value(action: .destination, address: F.rs1.v4, port: 80, interface: F.back, destinationMAC: F.rs1MAC,
+                                         sourceMAC: F.backMAC)
+        value[32] = 1
+        value[40] = 40
+        var k = key.bytes
+        _ = value.withUnsafeBytes { v in withUnsafeBytes(of: &k) { rig.fastPath.flows.update(key: $0.baseAddress!, value: v.baseAddress!) } }
+        #expect(try rig.kernel(Self.client(0x11)) == 7)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        #expect(state(shared) == "CLOSE_WAIT")
+        #expect(shared.withTable { $0.serviceSnapshots[0].counters.inPackets } == before.inPackets + 1)
+        #expect(rig.fastPath.snapshot.unknownReports == 0)
+        try rig.group.syncShutdownGracefully()
+    }
+
     @Test(.enabled(if: isRoot)) func aNATRealServerFINRacingAWithdrawalIsNotLost() throws {
         var rig = try Rig(method: "-m")
         guard case .send = rig.engine(Self.client(0x02)) else { Issue.record("SYN not sent"); return }
