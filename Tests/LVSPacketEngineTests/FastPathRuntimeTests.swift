@@ -66,6 +66,19 @@ import Testing
                          destinationPort: 40000, flags: flags, payload: payload)
     }
 
+    /// A NAT connection handed over at its SYN, whose SYN+ACK and ACK went through the kernel
+    /// (their reports not applied yet), and the shared state the engine would use.
+    static func handedOverNAT() throws -> (Rig, LoadBalancerState) {
+        var rig = try Rig(method: "-m")
+        var sent = false
+        if case .send = rig.engine(client(0x02)) { sent = true }
+        try #require(sent, "SYN not sent")
+        let shared = LoadBalancerState(loops: [rig.group.next()], ipvs: rig.table)
+        #expect(try rig.kernel(server(0x12)) == 7)
+        #expect(try rig.kernel(client(0x10)) == 7)
+        return (rig, shared)
+    }
+
     func state(_ s: LoadBalancerState) -> String? { s.withTable { $0.connectionSnapshots(now: s.now).first?.stateName } }
 
     @Test(.enabled(if: isRoot)) func onlyTheSYNCrossesToTheEngineInDirectRouting() throws {
@@ -95,11 +108,7 @@ import Testing
     /// The program found the client's flow just before the engine took it back, and reports its
     /// FIN after: the report still moves the table and counts what the engine's copy missed.
     @Test(.enabled(if: isRoot)) func aFINReportedAfterItsConnectionWasTakenBackStillCounts() throws {
-        var rig = try Rig(method: "-m")
-        guard case .send = rig.engine(Self.client(0x02)) else { Issue.record("SYN not sent"); return }
-        let shared = LoadBalancerState(loops: [rig.group.next()], ipvs: rig.table)
-        #expect(try rig.kernel(Self.server(0x12)) == 7)
-        #expect(try rig.kernel(Self.client(0x10)) == 7)
+        let (rig, shared) = try Self.handedOverNAT()
         rig.fastPath.applyReports(state: shared, hops: F.hops)
         #expect(state(shared) == "ESTABLISHED")
         let id = try #require(rig.fastPath.connections.first)
@@ -123,11 +132,7 @@ import Testing
     }
 
     @Test(.enabled(if: isRoot)) func aNATRealServerFINRacingAWithdrawalIsNotLost() throws {
-        var rig = try Rig(method: "-m")
-        guard case .send = rig.engine(Self.client(0x02)) else { Issue.record("SYN not sent"); return }
-        let shared = LoadBalancerState(loops: [rig.group.next()], ipvs: rig.table)
-        #expect(try rig.kernel(Self.server(0x12)) == 7)
-        #expect(try rig.kernel(Self.client(0x10)) == 7)
+        let (rig, shared) = try Self.handedOverNAT()
         #expect(try rig.kernel(Self.server(0x18, payload: 200)) == 7)
         rig.fastPath.applyReports(state: shared, hops: F.hops)
         #expect(state(shared) == "ESTABLISHED")
