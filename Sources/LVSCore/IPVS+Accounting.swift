@@ -166,6 +166,11 @@ extension IPVS {
     }
 
     mutating func removeConnection(_ c: Int32) {
+        if logsRemovals, !connections[c].isTemplate {
+            let e = connections.entry(c)
+            removals.append(RemovedConnection(id: connections.id(c), protocolNumber: e.hot.protocolNumber, client: Endpoint(e.client, e.hot.clientPort),
+                                              virtual: Endpoint(e.virtual, e.hot.virtualPort)))
+        }
         unbind(c)
         let control = connections[cold: c].control
         if control >= 0 {

@@ -80,7 +80,7 @@ extension IPVS {
         return schedule(service, p, now: now)
     }
 
-    private func reuseRequested(_ c: Int32, _ p: PacketSummary) -> Bool {
+    func reuseRequested(_ c: Int32, _ p: PacketSummary) -> Bool {
         guard settings.connectionReuseMode != 0 else { return false }
         let e = connections[c]
         let finished: Bool
@@ -171,6 +171,14 @@ extension IPVS {
             let sp = servers[Int(s)].config.endpoint.port
             destinationPort = sp != 0 ? sp : p.destinationPort
         }
+        return admit(server, destinationPort: destinationPort, template: template, onePacket: onePacket, p, countPacket: true, now: now)
+    }
+
+    /// A new connection for client packet `p` on real server `server` (chosen by the scheduler),
+    /// as `ip_vs_schedule` makes it: bound, counted on its server, its state moved by `p`, synced.
+    /// `countPacket`: `p`'s bytes are counted here (not when whoever forwarded it counts them).
+    mutating func admit(_ server: Int32, destinationPort: UInt16, template: Int32, onePacket: Bool, _ p: PacketSummary,
+                        countPacket: Bool, now: Int64) -> InboundVerdict {
         let dest = servers[Int(server)].config
         var entry = ConnectionEntry(protocolNumber: p.protocolNumber, client: p.source, clientPort: p.sourcePort, virtual: p.destination,
                                     virtualPort: p.destinationPort, destination: dest.endpoint.address, destinationPort: destinationPort,
@@ -192,7 +200,7 @@ extension IPVS {
             connections.rearm(template, deadline: now &+ Int64(connections[template].timeout) &* 1_000_000)
         }
         countConnection(server)
-        count(server, .input, bytes: p.length)
+        if countPacket { count(server, .input, bytes: p.length) }
         transition(c, p, direction: .input, now: now)
         syncAfterInbound(c)
         let forwarding = Forwarding(

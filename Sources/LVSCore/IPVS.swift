@@ -27,8 +27,14 @@ public struct IPVS: Sendable {
     var schedulers: [SchedulerState] = []
     var freeServices: [Int32] = []
     var serviceIndex: [VirtualService.Key: Int32] = [:] {
-        didSet { serviceLookup.rebuild(serviceIndex) }
+        didSet {
+            serviceLookup.rebuild(serviceIndex)
+            generation &+= 1
+        }
     }
+    /// Moves on with every change to the services and real servers (what scheduling depends on,
+    /// connection counts apart): decisions made ahead (`decideAhead`) are void once it moves.
+    public internal(set) var generation: UInt64 = 0
     var serviceLookup = ServiceLookup()
     var servicesByFwmark = 0
     var portZeroServices = 0
@@ -47,6 +53,11 @@ public struct IPVS: Sendable {
     var syncMaster = false
     var syncQueue: [SyncedConnection] = []
     public internal(set) var syncCounters = SyncCounters()
+    /// When set, every connection removed (expired, replaced, forgotten; templates apart) is
+    /// listed in `removals` until `takeRemovals`: for an engine that keeps something of a
+    /// connection outside the table for as long as it lives (the packet engine's closed flows).
+    public var logsRemovals = false
+    public internal(set) var removals: [RemovedConnection] = []
     /// Hashes of the packets of a burst in flight.
     var burstHashes = [UInt64](repeating: 0, count: IPVS.burstRing)
     /// How many packets ahead a burst prefetches entries (and twice that for index slots).
@@ -129,6 +140,7 @@ public struct IPVS: Sendable {
         var stored = config
         stored.flags.insert(.hashed)
         services[Int(id)].config = stored
+        generation &+= 1
         if kind != services[Int(id)].kind {
             services[Int(id)].kind = kind
             schedulers[Int(id)] = SchedulerState(kind: kind, pool: pool(id), settings: settings.scheduler)
@@ -233,6 +245,7 @@ public struct IPVS: Sendable {
         services[Int(id)].members.insert(slot, at: 0)
         renumber(id)
         schedulers[Int(id)].serverAdded(pool(id))
+        generation &+= 1
     }
 
     /// `-e`: replaces a real server's method, weight, thresholds and tunnel settings.
@@ -256,6 +269,7 @@ public struct IPVS: Sendable {
         s.config = config
         s.isAvailable = true
         servers[Int(slot)] = s
+        generation &+= 1
     }
 
     /// `-d`: removes a real server. Connections to it stay (and are dropped on their next packet).
@@ -275,6 +289,7 @@ public struct IPVS: Sendable {
     /// Takes a server out of its service: freed now if nothing references it, else kept unavailable
     /// until its last connection goes.
     private mutating func retire(_ slot: Int32) {
+        generation &+= 1
         servers[Int(slot)].isAvailable = false
         servers[Int(slot)].position = -1
         if !servers[Int(slot)].isReferenced { freeServer(slot) }

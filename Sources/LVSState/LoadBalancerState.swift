@@ -11,6 +11,7 @@ public final class LoadBalancerState: @unchecked Sendable {
     private var table: IPVS
     private var failures: UInt64 = 0
     private var dropped: UInt64 = 0
+    private var configurationObserver: (@Sendable () -> Void)?
     /// The event loops connections are served on; the first also runs the control plane.
     public let loops: [EventLoop]
 
@@ -26,7 +27,18 @@ public final class LoadBalancerState: @unchecked Sendable {
     /// Runs `body` with the table, under the lock.
     @inline(__always)
     public func withTable<R>(_ body: (inout IPVS) throws -> R) rethrows -> R {
-        try lock.withLock { try body(&table) }
+        try lock.withLock {
+            let generation = table.generation
+            defer { if table.generation != generation { configurationObserver?() } }
+            return try body(&table)
+        }
+    }
+
+    /// `observer` runs, under the lock and on the thread that made it, after each change to the
+    /// services or real servers (`IPVS.generation`): for what must follow at once (the packet
+    /// engine's choices taken ahead). It must be quick and must not use the table.
+    public func observeConfigurationChanges(_ observer: @escaping @Sendable () -> Void) {
+        lock.withLock { configurationObserver = observer }
     }
 
     /// A copy of the table (cheap: the connection table is shared until one side writes).
