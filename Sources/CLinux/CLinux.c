@@ -439,6 +439,7 @@ int lvs_sync_socket(int family, const uint8_t *group, int port, int ifindex, con
 // MARK: eBPF (the packet engine's in-kernel path for established flows)
 
 #include <linux/bpf.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 
 static long lvs_bpf(int cmd, union bpf_attr *attr) { return syscall(SYS_bpf, cmd, attr, sizeof *attr); }
@@ -453,6 +454,15 @@ int lvs_bpf_map_create(int type, int key_size, int value_size, int max_entries, 
     a.map_flags = (uint32_t)flags;
     int fd = (int)lvs_bpf(BPF_MAP_CREATE, &a);
     return fd >= 0 ? fd : -errno;
+}
+
+void *lvs_bpf_map_mmap(int fd, uint64_t size) {
+    void *base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    return base == MAP_FAILED ? NULL : base;
+}
+
+void lvs_bpf_map_munmap(void *base, uint64_t size) {
+    if (base) munmap(base, (size_t)size);
 }
 
 /// One element operation (BPF_MAP_*_ELEM): 0 or errno.

@@ -52,6 +52,8 @@ extension Director: ObservabilitySource {
                 .init("kernel forwarded", c.kernelForwarded), .init("connections offloaded", c.offloaded),
                 .init("connections taken back", c.withdrawn), .init("offload refused", c.offloadRefused),
                 .init("kernel reports", c.kernelReports), .init("kernel reports for unknown flows", c.unknownReports),
+                .init("syns scheduled in kernel", c.scheduledInKernel), .init("syns reopened in kernel", c.reopenedInKernel),
+                .init("syns from kernel refused", c.scheduledInKernelRefused),
             ]
             v.engineDrops = PacketDrop.allCases.map { .init($0.label, c.drops[$0.rawValue]) }
                 + FrameError.allCases.map { .init("malformed \($0.label)", c.malformed[$0.rawValue]) }

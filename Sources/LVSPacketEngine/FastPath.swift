@@ -4,10 +4,10 @@ import LVSState
 import LinuxNet
 import NIOConcurrencyHelpers
 
-/// The in-kernel path for established flows. The engine decides every connection in user space,
-/// as IPVS would; once a TCP connection is ESTABLISHED (or a UDP flow has its real server), what
-/// its packets need is fixed: new MACs, a hop less, and for NAT a new address and port. The
-/// engine then writes that into a BPF hash map, and a tcx ingress program on each interface
+/// The in-kernel path. The engine decides every connection with the table, as IPVS would; once a
+/// TCP connection is scheduled (or a UDP flow has its real server), what its packets need is
+/// fixed: new MACs, a hop less, and for NAT a new address and port. The engine then writes that
+/// into a BPF hash map, and a tcx ingress program on each interface
 /// forwards the flow's packets itself (bpf_redirect), without the copy to user space and back
 /// that costs the engine almost all of its CPU (AF_PACKET receive and send, measured with perf).
 ///
@@ -21,8 +21,15 @@ import NIOConcurrencyHelpers
 ///   flow and flags, in a ring buffer the engine reads before each batch of frames, so the table
 ///   moves as IPVS would (`IPVS.offloadedSegment`) and a connection leaving ESTABLISHED is taken
 ///   back. After a FIN or RST the program takes the flow out of the map itself, its last figures
-///   in the report, which spares the engine a system call for each closing connection. A new connection's flows can thus be handed over as soon as its SYN is scheduled: only
-///   that SYN crosses to user space. When the ring is full, the segment takes the SYN's way.
+///   in the report, which spares the engine a system call for each closing connection; but a DR
+///   flow closed by its client's FIN stays in the map, closed, for as long as its connection is
+///   in the table (IPVS continues such a connection when the client's port comes back with a
+///   SYN: the program reopens the flow in place and reports it). A new connection's flows can
+///   thus be handed over as soon as its SYN is scheduled. When the ring is full, the segment
+///   takes the SYN's way.
+/// - Under rr and wrr, a DR service's SYNs are scheduled in the kernel too, with the scheduler's
+///   choices taken ahead (`SynAhead`): the packet sockets' filter, which sees a frame before
+///   the tcx program, gives a SYN without a flow the next choice and puts its flow in the map.
 /// - The map counts packets and bytes per flow and stamps the last one; the engine adds them to
 ///   the connection's counters and re-arms its timer from them every half second, so ipvsadm
 ///   -Ln, --stats, --rate and -Lnc stay true, and idle flows still expire.
@@ -34,9 +41,10 @@ public enum FastPathLayout {
     /// Key: IPv4 source, destination (network order), source and destination port (network
     /// order), protocol, three zero bytes.
     public static let keySize = 16
-    /// Value: action (1 MACs only, 2 new destination, 3 new source), stopped, port, address,
-    /// out interface, report (the next plain segment is reported), reserved, destination MAC,
-    /// source MAC, reserved, packets, bytes, last (ns).
+    /// Value: action (1 MACs only, 2 new destination, 3 new source), stopped (1; 2: closed),
+    /// port, address, out interface, report (the next plain segment is reported; 2: a SYN the
+    /// filter made it for), reopened, reserved, destination MAC, source MAC, the sequence number
+    /// of a choice taken ahead, packets, bytes, last (ns).
     public static let valueSize = 56
 
     public enum Action: UInt8, Sendable {
@@ -46,10 +54,32 @@ public enum FastPathLayout {
     }
 
     static let actionOffset = 0, stoppedOffset = 1, portOffset = 2, addressOffset = 4, interfaceOffset = 8, reportOffset = 12
+    /// The report byte of a flow the socket filter has just made for a SYN with a decision taken
+    /// ahead: the tcx program forwards that SYN (once) and reports it.
+    static let reportFresh: UInt8 = 2
+    /// Where a flow made for a SYN keeps the sequence number of the decision it took (in the
+    /// value), and where its SYN's report carries it.
+    static let sequenceOffset = 28, reportSequenceOffset = 20
+    /// A DR flow the program closed after its client's FIN stays in the map, `stopped` set to
+    /// `closed`, for as long as its connection is in the table: a SYN from the same client port
+    /// then reopens it in place (to the same real server, as IPVS continues such a connection),
+    /// the value's reopen byte set, which its report carries.
+    static let closed: UInt8 = 2
+    static let reopenOffset = 13, reportReopenOffset = 17
     /// A report: the flow's key, the segment's TCP flags (a 32-bit word, then four zero bytes),
     /// and the flow's packets, bytes and last packet (ns) with the segment counted. After a FIN
     /// or RST the program has taken the flow out of the map: these are its last figures.
     public static let reportSize = 48
+
+    /// Decisions taken ahead (`SynAhead`): a service's key is a flow key without a client; its
+    /// value in the services map, its index in the decisions array, whose values are a queue:
+    /// claimed (u32, the program moves it), made (u32, the engine moves it), the epoch its
+    /// decisions were made in (u32), four zero bytes, then `aheadSlots` decisions of 16 bytes (out
+    /// interface, destination MAC, source MAC). Element 0 holds the current epoch (its first
+    /// word), which moves with every change to the table: a queue of another epoch is not used.
+    public static let aheadSlots = 32
+    public static let aheadValueSize = 16 + 16 * aheadSlots
+    static let aheadClaimedOffset = 0, aheadMadeOffset = 4, aheadEpochOffset = 8, aheadSlotsOffset = 16, aheadSlotSize = 16
     static let reportFlagsOffset = 16, reportPacketsOffset = 24, reportBytesOffset = 32, reportLastSeenOffset = 40
     static let macsOffset = 16, packetsOffset = 32, bytesOffset = 40, lastSeenOffset = 48
 
@@ -66,6 +96,13 @@ public enum FastPathLayout {
         public init(bytes: (UInt64, UInt64)) {
             self.bytes = bytes
         }
+
+        /// The key's fields (addresses in host order).
+        public var source: UInt32 { UInt32(truncatingIfNeeded: bytes.0).byteSwapped }
+        public var destination: UInt32 { UInt32(truncatingIfNeeded: bytes.0 >> 32).byteSwapped }
+        public var sourcePort: UInt16 { UInt16(truncatingIfNeeded: bytes.1).byteSwapped }
+        public var destinationPort: UInt16 { UInt16(truncatingIfNeeded: bytes.1 >> 16).byteSwapped }
+        public var protocolNumber: UInt8 { UInt8(truncatingIfNeeded: bytes.1 >> 32) }
 
         public static func == (a: Key, b: Key) -> Bool { a.bytes == b.bytes }
         public func hash(into h: inout Hasher) {
@@ -118,10 +155,14 @@ public enum FastPathLayout {
         public var key: Key
         public var flags: TCPFlags
         public var usage: Usage
+        /// A SYN's: the sequence number of the choice taken ahead that it went with.
+        public var sequence: UInt32
 
         public init(_ p: UnsafeRawPointer) {
             key = Key(bytes: (p.loadUnaligned(as: UInt64.self), p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
             flags = TCPFlags(rawValue: p.load(fromByteOffset: reportFlagsOffset, as: UInt8.self))
+            sequence = p.loadUnaligned(fromByteOffset: reportSequenceOffset, as: UInt32.self)
+            reopened = p.load(fromByteOffset: reportReopenOffset, as: UInt8.self) != 0
             usage = Usage(packets: p.loadUnaligned(fromByteOffset: reportPacketsOffset, as: UInt64.self),
                           bytes: p.loadUnaligned(fromByteOffset: reportBytesOffset, as: UInt64.self),
                           lastSeen: p.loadUnaligned(fromByteOffset: reportLastSeenOffset, as: UInt64.self), stopped: false)
@@ -129,6 +170,14 @@ public enum FastPathLayout {
 
         /// A FIN or RST: the program took the flow out of the map.
         public var isLast: Bool { !flags.isDisjoint(with: [.fin, .rst]) }
+
+        /// A SYN the socket filter gave a choice taken ahead (`SynAhead`), or one that reopened a
+        /// closed flow (`reopened`): a new connection, or a closed one going on.
+        public var isNewConnection: Bool { flags.contains(.syn) && !flags.contains(.ack) }
+        public var reopened: Bool
+
+        /// A DR client's FIN: the program left the flow in the map, closed.
+        public var closesInPlace: Bool { flags.contains(.fin) && !flags.contains(.rst) }
     }
 
     // MARK: Programs
@@ -145,7 +194,10 @@ public enum FastPathLayout {
     /// protocol, and the key stays on the stack at `key`. Jumps to `miss` for anything the tcx
     /// program does not forward, and to `control` for a TCP SYN without ACK of a flow in the map
     /// (r7 set). r6 is the context.
-    static func emitLookup(_ a: inout A, flows: Int32, miss: A.Label, control: A.Label) {
+    /// `absent`: where a frame goes whose flow is not in the map (else `miss`). `fresh` (the tcx
+    /// program): a SYN of a flow the socket filter made for it (report byte `reportFresh`) is
+    /// forwarded, once; a SYN on a closed flow reopens it. The socket filter leaves both to it.
+    static func emitLookup(_ a: inout A, flows: Int32, miss: A.Label, control: A.Label, absent: A.Label? = nil, fresh: Bool = false) {
         let found = a.label(), ports = a.label()
         a.load(.word, .r2, .r6, 0)  // skb->len
         a.jump(.less, .r2, headerBytes, miss)
@@ -175,25 +227,50 @@ public enum FastPathLayout {
         a.mov(.r2, .r10)
         a.alu(.add, .r2, Int32(key))
         a.call(.mapLookup)
-        a.jump(.equal, .r0, 0, miss)
+        a.jump(.equal, .r0, 0, absent ?? miss)
         a.mov(.r7, .r0)
+        let open = a.label()
         a.load(.byte, .r1, .r7, Int16(stoppedOffset))
-        a.jump(.notEqual, .r1, 0, miss)
+        a.jump(.equal, .r1, 0, open)
+        // Closed: a SYN from the client reopens it (the tcx program does), the rest is the engine's.
+        a.jump(.notEqual, .r1, Int32(closed), miss)
+        a.jump(.notEqual, .r8, 6, miss)
+        a.load(.byte, .r1, .r10, header + 47)
+        a.alu(.and, .r1, 0x12)
+        a.jump(.notEqual, .r1, 0x02, miss)
+        if fresh {
+            // Its counts start afresh: what the closed flow forwarded was reported with its FIN.
+            a.store(.double, .r7, Int16(packetsOffset), imm: 0)
+            a.store(.double, .r7, Int16(bytesOffset), imm: 0)
+            a.store(.byte, .r7, Int16(stoppedOffset), imm: 0)
+            a.store(.byte, .r7, Int16(reportOffset), imm: 1)
+            a.store(.byte, .r7, Int16(reopenOffset), imm: 1)
+        }
+        a.jump(found)
+        a.bind(open)
         a.jump(.notEqual, .r8, 6, found)
         a.load(.byte, .r1, .r10, header + 47)
         a.alu(.and, .r1, 0x12)  // SYN, ACK
-        a.jump(.equal, .r1, 0x02, control)
+        if fresh {
+            a.jump(.notEqual, .r1, 0x02, found)
+            a.load(.byte, .r1, .r7, Int16(reportOffset))
+            a.jump(.notEqual, .r1, Int32(reportFresh), control)
+            a.store(.byte, .r7, Int16(reportOffset), imm: 1)
+        } else {
+            a.jump(.equal, .r1, 0x02, control)
+        }
         a.bind(found)
     }
 
     /// The tcx ingress program: forwards the flows in `flows`, reports the segments that move
-    /// TCP's state in `reports`, leaves everything else to the next hook (the engine's nftables
-    /// rules and sockets).
+    /// TCP's state in `reports` (a SYN the socket filter made a flow for among them, with the
+    /// sequence number of its decision), leaves everything else to the next hook (the engine's
+    /// nftables rules and sockets).
     public static func ingressProgram(flows: Int32, reports: Int32) -> [UInt64] {
         var a = A()
         let pass = a.label(), control = a.label(), macs = a.label(), report = a.label(), forward = a.label(), full = a.label()
         a.mov(.r6, .r1)
-        emitLookup(&a, flows: flows, miss: pass, control: control)
+        emitLookup(&a, flows: flows, miss: pass, control: control, fresh: true)
         // Counted where IPVS counts: the IP datagram's length.
         a.load(.word, .r1, .r6, 0)
         a.alu(.add, .r1, -14)
@@ -215,7 +292,10 @@ public enum FastPathLayout {
         a.bind(report)
         a.load(.byte, .r1, .r10, header + 47)
         a.store(.word, .r10, key + Int16(reportFlagsOffset), .r1)
-        a.store(.word, .r10, key + Int16(reportFlagsOffset) + 4, imm: 0)
+        a.load(.word, .r2, .r7, Int16(sequenceOffset))
+        a.store(.word, .r10, key + Int16(reportSequenceOffset), .r2)
+        a.load(.byte, .r2, .r7, Int16(reopenOffset))
+        a.store(.byte, .r10, key + Int16(reportReopenOffset), .r2)
         a.alu(.and, .r1, 0x05)  // FIN, RST
         a.mov(.r9, .r1)
         for (from, to) in [(packetsOffset, reportPacketsOffset), (bytesOffset, reportBytesOffset), (lastSeenOffset, reportLastSeenOffset)] {
@@ -226,7 +306,9 @@ public enum FastPathLayout {
         a.mov(.r2, .r10)
         a.alu(.add, .r2, Int32(key))
         a.mov(.r3, Int32(reportSize))
-        a.mov(.r4, 0)
+        // No wake-up for each: the engine reads the ring before each batch and every millisecond
+        // while reports come (an interrupt and a wake-up per report cost more than the reading).
+        a.mov(.r4, 1)  // BPF_RB_NO_WAKEUP
         a.call(.ringbufOutput)
         a.jump(.notEqual, .r0, 0, full)
         a.bind(forward)
@@ -253,8 +335,15 @@ public enum FastPathLayout {
         storeBytes(&a, offset: 0, from: .r7, at: Int32(macsOffset), length: 12)
         // The value is not read after its flow leaves the map: r8 keeps the interface.
         a.load(.word, .r8, .r7, Int16(interfaceOffset))
-        let send = a.label()
+        let send = a.label(), delete = a.label()
         a.jump(.equal, .r9, 0, send)
+        // A DR flow closed by its client's FIN stays, closed; the rest leave the map.
+        a.jump(.anyBits, .r9, 0x04, delete)
+        a.load(.byte, .r1, .r7, Int16(actionOffset))
+        a.jump(.notEqual, .r1, Int32(Action.macsOnly.rawValue), delete)
+        a.store(.byte, .r7, Int16(stoppedOffset), imm: Int32(closed))
+        a.jump(send)
+        a.bind(delete)
         a.loadMap(.r1, fd: flows)
         a.mov(.r2, .r10)
         a.alu(.add, .r2, Int32(key))
@@ -328,13 +417,43 @@ public enum FastPathLayout {
     /// The packet sockets' filter: nothing the tcx program forwards; otherwise what
     /// `SocketFilter.program` lets through (IPv4 to `destinations` or from `sources`, IPv6
     /// when asked, 802.1Q-tagged frames), whole.
-    public static func socketFilter(flows: Int32, destinations: [IPAddress], sources: [IPAddress], acceptIPv6: Bool) -> [UInt64] {
+    /// With `ahead` (the services map and decisions array of `SynAhead`): a SYN arriving for a
+    /// service with a decision waiting takes it, and its flow goes into the map (report byte
+    /// `reportFresh`, the decision's sequence number with it) for the tcx program, which runs
+    /// next, to forward and report; the engine never sees it.
+    public static func socketFilter(flows: Int32, destinations: [IPAddress], sources: [IPAddress], acceptIPv6: Bool,
+                                    ahead: (services: Int32, decisions: Int32)? = nil) -> [UInt64] {
         var a = A()
-        let classic = a.label(), accept = a.label(), drop = a.label(), ipv6 = a.label()
+        let classic = a.label(), accept = a.label(), drop = a.label(), ipv6 = a.label(), absent = a.label(), ours = a.label()
+        let v4Destinations = Set(destinations.filter { !$0.isV6 }.map(\.v4)).sorted()
+        let v4Sources = Set(sources.filter { !$0.isV6 }.map(\.v4)).sorted()
         a.mov(.r6, .r1)
-        emitLookup(&a, flows: flows, miss: classic, control: classic)
+        // An IPv4 frame neither to a VIP nor from a NAT real server is nobody's here (a routed DR
+        // reply, say): turned away before the flow lookup. (With no address at all, the lookup
+        // and the checks after it turn everything away.)
+        if !v4Destinations.isEmpty || !v4Sources.isEmpty {
+            a.load(.word, .r2, .r6, 0)
+            a.jump(.less, .r2, 34, classic)
+            loadBytes(&a, 34)
+            a.jump(.notEqual, .r0, 0, classic)
+            a.load(.half, .r1, .r10, header + 12)
+            a.jump(.notEqual, .r1, 0x0008, classic)
+            a.load(.word, .r1, .r10, header + 30)
+            for d in v4Destinations { a.jump32(.equal, .r1, d.byteSwapped, ours) }
+            a.load(.word, .r1, .r10, header + 26)
+            for s in v4Sources { a.jump32(.equal, .r1, s.byteSwapped, ours) }
+            a.jump(drop)
+        }
+        a.bind(ours)
+        emitLookup(&a, flows: flows, miss: classic, control: classic, absent: ahead == nil ? nil : absent)
         a.mov(.r0, 0)
         a.exit()
+        if let ahead {
+            a.bind(absent)
+            emitTakeDecision(&a, flows: flows, services: ahead.services, decisions: ahead.decisions, none: classic)
+            a.mov(.r0, 0)
+            a.exit()
+        }
         a.bind(classic)
         a.load(.word, .r2, .r6, 0)
         a.jump(.less, .r2, 14, drop)
@@ -349,9 +468,9 @@ public enum FastPathLayout {
         loadBytes(&a, 34)
         a.jump(.notEqual, .r0, 0, drop)
         a.load(.word, .r1, .r10, header + 30)
-        for d in Set(destinations.filter { !$0.isV6 }.map(\.v4)).sorted() { a.jump32(.equal, .r1, d.byteSwapped, accept) }
+        for d in v4Destinations { a.jump32(.equal, .r1, d.byteSwapped, accept) }
         a.load(.word, .r1, .r10, header + 26)
-        for s in Set(sources.filter { !$0.isV6 }.map(\.v4)).sorted() { a.jump32(.equal, .r1, s.byteSwapped, accept) }
+        for s in v4Sources { a.jump32(.equal, .r1, s.byteSwapped, accept) }
         a.jump(drop)
         a.bind(ipv6)
         if acceptIPv6 { a.jump(accept) }
@@ -362,6 +481,93 @@ public enum FastPathLayout {
         a.mov(.r0, 0x40000)
         a.exit()
         return a.finish()
+    }
+
+    /// Where the socket filter builds a service's key, the decisions' index and a flow's value.
+    static let serviceKey: Int16 = -216, decisionIndex: Int16 = -224, freshValue: Int16 = -200
+
+    /// A TCP SYN (without ACK) that came in to this host (not one going out), whose flow is not in
+    /// the map (its key at `key`, r8 its protocol): when its service has a decision waiting, made
+    /// in the current epoch, takes
+    /// it (a compare-and-swap on the claimed count: a lost race takes none) and puts the flow
+    /// into the map with it. Jumps to `none` when it took none, or its flow could not go in.
+    static func emitTakeDecision(_ a: inout A, flows: Int32, services: Int32, decisions: Int32, none: A.Label) {
+        a.jump(.notEqual, .r8, 6, none)
+        a.load(.byte, .r1, .r10, header + 47)
+        a.alu(.and, .r1, 0x12)
+        a.jump(.notEqual, .r1, 0x02, none)
+        a.load(.word, .r1, .r6, 4)  // __sk_buff.pkt_type
+        a.jump(.notEqual, .r1, 0, none)  // PACKET_HOST
+        a.store(.word, .r10, serviceKey, imm: 0)
+        a.load(.word, .r1, .r10, header + 30)
+        a.store(.word, .r10, serviceKey + 4, .r1)
+        a.store(.half, .r10, serviceKey + 8, imm: 0)
+        a.load(.half, .r1, .r10, header + 36)
+        a.store(.half, .r10, serviceKey + 10, .r1)
+        a.store(.word, .r10, serviceKey + 12, imm: 6)
+        a.loadMap(.r1, fd: services)
+        a.mov(.r2, .r10)
+        a.alu(.add, .r2, Int32(serviceKey))
+        a.call(.mapLookup)
+        a.jump(.equal, .r0, 0, none)
+        a.load(.word, .r1, .r0, 0)
+        a.store(.word, .r10, decisionIndex, .r1)
+        a.loadMap(.r1, fd: decisions)
+        a.mov(.r2, .r10)
+        a.alu(.add, .r2, Int32(decisionIndex))
+        a.call(.mapLookup)
+        a.jump(.equal, .r0, 0, none)
+        a.mov(.r9, .r0)
+        // Made before the table last changed: not to be used.
+        a.store(.word, .r10, decisionIndex, imm: 0)
+        a.loadMap(.r1, fd: decisions)
+        a.mov(.r2, .r10)
+        a.alu(.add, .r2, Int32(decisionIndex))
+        a.call(.mapLookup)
+        a.jump(.equal, .r0, 0, none)
+        a.load(.word, .r1, .r0, 0)
+        a.load(.word, .r2, .r9, Int16(aheadEpochOffset))
+        a.jump(.notEqual, .r1, .r2, none)
+        // r2: the next decision's sequence number; made - claimed, as 32-bit numbers, above 0.
+        a.load(.word, .r2, .r9, Int16(aheadClaimedOffset))
+        a.load(.word, .r3, .r9, Int16(aheadMadeOffset))
+        a.alu(.sub, .r3, .r2)
+        a.alu(.lsh, .r3, 32)
+        a.alu(.rsh, .r3, 32)
+        a.jump(.equal, .r3, 0, none)
+        a.jump(.greater, .r3, Int32(aheadSlots), none)
+        // The value, from the decision read before it is claimed: once claimed, the engine may
+        // write the next round's decision in its place.
+        for k in stride(from: 0, to: valueSize, by: 8) { a.store(.double, .r10, freshValue + Int16(k), imm: 0) }
+        a.store(.byte, .r10, freshValue + Int16(actionOffset), imm: Int32(Action.macsOnly.rawValue))
+        a.store(.byte, .r10, freshValue + Int16(reportOffset), imm: Int32(reportFresh))
+        a.store(.word, .r10, freshValue + Int16(sequenceOffset), .r2)
+        a.mov(.r4, .r2)
+        a.alu(.and, .r4, Int32(aheadSlots - 1))
+        a.alu(.lsh, .r4, 4)
+        a.alu(.add, .r4, Int32(aheadSlotsOffset))
+        a.mov(.r5, .r9)
+        a.alu(.add, .r5, .r4)
+        a.mov(.r4, .r5)
+        a.load(.word, .r1, .r4, 0)
+        a.store(.word, .r10, freshValue + Int16(interfaceOffset), .r1)
+        for k in 0..<3 {
+            a.load(.word, .r1, .r4, Int16(4 + 4 * k))
+            a.store(.word, .r10, freshValue + Int16(macsOffset + 4 * k), .r1)
+        }
+        a.mov(.r0, .r2)
+        a.mov(.r1, .r2)
+        a.alu(.add, .r1, 1)
+        a.atomicCompareExchange32(.r9, Int16(aheadClaimedOffset), .r1)
+        a.jump(.notEqual, .r0, .r2, none)
+        a.loadMap(.r1, fd: flows)
+        a.mov(.r2, .r10)
+        a.alu(.add, .r2, Int32(key))
+        a.mov(.r3, .r10)
+        a.alu(.add, .r3, Int32(freshValue))
+        a.mov(.r4, 1)  // BPF_NOEXIST
+        a.call(.mapUpdate)
+        a.jump(.notEqual, .r0, 0, none)
     }
 
     static func loadBytes(_ a: inout A, _ count: Int32) {
@@ -394,6 +600,11 @@ final class FastPath: @unchecked Sendable {
     /// The segments the program reports (`FastPathLayout.reportSize` bytes each).
     let reports: EBPFRingBuffer
     let ingress: EBPFProgram
+    /// New connections' SYNs scheduled in the kernel with choices taken ahead, when the kernel
+    /// takes the shared array it needs (nil: every SYN comes to the engine).
+    let ahead: SynAhead?
+    /// The largest MTU of the engine's interfaces (a next hop taken ahead must take it).
+    var aheadMTU = 1500
     private var links: [EBPFLink] = []
     private let paths: ReturnPaths
     private let lock = NIOLock()
@@ -437,12 +648,17 @@ final class FastPath: @unchecked Sendable {
         /// Segments the kernel reported (state changes), and reports for flows no longer known.
         var reported: UInt64 = 0
         var unknownReports: UInt64 = 0
+        /// SYNs that reopened a closed flow in the kernel, and those whose connection was gone.
+        var reopened: UInt64 = 0
+        var refusedReopens: UInt64 = 0
     }
 
     /// The map (room for `capacity` flows, kernel memory taken as they come) and the program on
     /// each interface. Throws when the kernel has no tcx (before 6.6) or refuses BPF.
-    init(interfaces: [Int32], capacity: Int, paths: ReturnPaths) throws {
+    /// `scheduleAhead`: SYNs of the services that allow it are scheduled in the kernel (`SynAhead`).
+    init(interfaces: [Int32], capacity: Int, paths: ReturnPaths, scheduleAhead: Bool = true) throws {
         flows = try EBPFHashMap(keySize: FastPathLayout.keySize, valueSize: FastPathLayout.valueSize, capacity: capacity, preallocated: false)
+        ahead = scheduleAhead ? try? SynAhead() : nil
         reports = try EBPFRingBuffer(size: 1 << 20, recordSize: FastPathLayout.reportSize)
         ingress = try EBPFProgram(.schedClassifier, FastPathLayout.ingressProgram(flows: flows.fd, reports: reports.fd),
                                   expectedAttach: EBPFProgram.tcxIngress)
@@ -453,7 +669,7 @@ final class FastPath: @unchecked Sendable {
     /// The packet sockets' filter for this map.
     func socketFilter(destinations: [IPAddress], sources: [IPAddress], acceptIPv6: Bool) throws -> EBPFProgram {
         try EBPFProgram(.socketFilter, FastPathLayout.socketFilter(flows: flows.fd, destinations: destinations, sources: sources,
-                                                                 acceptIPv6: acceptIPv6))
+                                                                 acceptIPv6: acceptIPv6, ahead: ahead.map { ($0.services.fd, $0.decisions.fd) }))
     }
 
     /// Detaches the programs: from here on every packet goes through the engine.
@@ -618,6 +834,76 @@ final class FastPath: @unchecked Sendable {
         }
     }
 
+    /// The connections of the SYNs the kernel scheduled (taken out of `reports`, which keeps the
+    /// rest): made in the table and recorded as handed over, or their flows taken back; then the
+    /// queues of choices are filled again.
+    private func admitNew(_ reports: inout [FastPathLayout.Report], state: LoadBalancerState, hops: [IPAddress: NextHop]) {
+        let new = reports.filter(\.isNewConnection)
+        reports.removeAll(where: \.isNewConnection)
+        let now = state.now
+        let mtu = aheadMTU
+        let paths = self.paths
+        let ahead = self.ahead
+        var reopened: UInt64 = 0, refusedReopens: UInt64 = 0
+        let made: [(FastPathLayout.Report, (Forwarding, NextHop)?)] = state.withTable { table in
+            let made = new.map { r -> (FastPathLayout.Report, (Forwarding, NextHop)?) in
+                guard r.reopened else {
+                    guard let ahead else {
+                        refusedReopens &+= 1
+                        return (r, nil)
+                    }
+                    return (r, ahead.admit(r.key, sequence: r.sequence, table: &table, now: now))
+                }
+                let p = PacketSummary(protocolNumber: 6, source: IPAddress(v4: r.key.source), sourcePort: r.key.sourcePort,
+                                      destination: IPAddress(v4: r.key.destination), destinationPort: r.key.destinationPort, tcpFlags: .syn,
+                                      length: 0)
+                guard let f = table.reopened(p, now: now), let hop = hops[f.destination.address] else {
+                    refusedReopens &+= 1
+                    return (r, nil)
+                }
+                if f.isNew { ahead?.scheduledOutOfTurn() }
+                reopened &+= 1
+                return (r, (f, hop))
+            }
+            for (_, admitted) in made { if let (f, _) = admitted { paths.markOffloaded(f.connection) } }
+            ahead?.refresh(table: table, hops: hops, mtu: mtu, now: now)
+            return made
+        }
+        for (report, admitted) in made where admitted == nil { delete(report.key) }
+        lock.withLock {
+            counters.reported &+= UInt64(new.count)
+            counters.reopened &+= reopened
+            counters.refusedReopens &+= refusedReopens
+            for (report, admitted) in made {
+                guard let (forwarding, hop) = admitted else { continue }
+                records[forwarding.connection] = Record(keys: [report.key], directions: [.input], seen: [(0, 0)],
+                                                        server: forwarding.destination.address, hop: hop)
+                owners[report.key] = (forwarding.connection, .input)
+                counters.offloaded &+= 1
+            }
+        }
+    }
+
+    /// Fills the queues of choices taken ahead (and follows the table's changes), and takes the
+    /// closed flows of the connections the table removed out of the map: the first packet thread
+    /// calls it at each of the table's ticks.
+    func refreshAhead(state: LoadBalancerState, hops: [IPAddress: NextHop]) {
+        let now = state.now
+        let mtu = aheadMTU
+        let paths = self.paths, ahead = self.ahead
+        let gone: [FastPathLayout.Key] = state.withTable { table in
+            ahead?.refresh(table: table, hops: hops, mtu: mtu, now: now)
+            return table.takeRemovals().compactMap { r in
+                guard paths.takeClosed(r.id), !r.client.address.isV6 else { return nil }
+                return FastPathLayout.Key(protocolNumber: r.protocolNumber, source: r.client.address.v4, sourcePort: r.client.port,
+                                          destination: r.virtual.address.v4, destinationPort: r.virtual.port)
+            }
+        }
+        // The closed flows of the connections the table let go (unless a new one has the flow).
+        let unowned = lock.withLock { gone.filter { owners[$0] == nil } }
+        for key in unowned { delete(key) }
+    }
+
     /// What the ring holds, after what was read ahead; one reader at a time.
     private func readReports() -> [FastPathLayout.Report] {
         lock.withLock {
@@ -637,14 +923,19 @@ final class FastPath: @unchecked Sendable {
     /// first packet thread, before each batch of frames, so a report is applied before any later
     /// frame of its flow that the engine then reads), and takes back the connections they moved
     /// out of ESTABLISHED.
-    func applyReports(state: LoadBalancerState, hops: [IPAddress: NextHop]) {
-        let all = readReports()
-        guard !all.isEmpty else { return }
+    /// Returns whether there were any.
+    @discardableResult
+    func applyReports(state: LoadBalancerState, hops: [IPAddress: NextHop]) -> Bool {
+        var all = readReports()
+        guard !all.isEmpty else { return false }
+        if all.contains(where: \.isNewConnection) { admitNew(&all, state: state, hops: hops) }
         var leaving: [ConnectionID] = []
         var last: [FastPathLayout.Key: FastPathLayout.Usage] = [:]
         var segments: [(ConnectionID, PacketDirection, TCPFlags)] = []
         segments.reserveCapacity(all.count)
         var late: [(Retired, FastPathLayout.Report)] = []
+        // DR flows the program left in the map, closed, after their client's FIN.
+        var closed: [(ConnectionID, FastPathLayout.Key)] = []
         lock.withLock {
             for report in all {
                 guard let (id, direction) = owners[report.key] else {
@@ -659,6 +950,7 @@ final class FastPath: @unchecked Sendable {
                 if report.isLast {
                     last[report.key] = report.usage
                     leaving.append(id)
+                    if report.closesInPlace, report.key.protocolNumber == 6, records[id]?.keys.count == 1 { closed.append((id, report.key)) }
                 }
             }
             counters.reported &+= UInt64(all.count)
@@ -678,7 +970,16 @@ final class FastPath: @unchecked Sendable {
                 table.offloadedTraffic(r.connection, inPackets: input ? packets : 0, inBytes: input ? bytes : 0,
                                        outPackets: input ? 0 : packets, outBytes: input ? 0 : bytes, idle: 0, now: now)
             }
+            // A closed flow stays while a SYN from its client port would continue its connection;
+            // otherwise (conn_reuse_mode would start a new one) it leaves now.
+            closed.removeAll { id, _ in
+                guard table.synContinues(id) else { return false }
+                paths.markClosed(id)
+                return true
+            }
         }
+        for (_, key) in closed { delete(key) }
         if !leaving.isEmpty { poll(state: state, hops: hops, withdrawals: leaving, last: last) }
+        return true
     }
 }

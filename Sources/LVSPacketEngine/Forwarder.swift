@@ -63,6 +63,12 @@ public struct PacketCounters: Sendable, Hashable {
     public var offloadRefused: UInt64 = 0
     public var kernelReports: UInt64 = 0
     public var unknownReports: UInt64 = 0
+    /// New connections whose SYN the kernel scheduled with a choice taken ahead, SYNs that
+    /// reopened a closed flow there, and those of either whose choice or connection no longer
+    /// stood when they reported (their flows taken back).
+    public var scheduledInKernel: UInt64 = 0
+    public var reopenedInKernel: UInt64 = 0
+    public var scheduledInKernelRefused: UInt64 = 0
     public var drops = [UInt64](repeating: 0, count: PacketDrop.allCases.count)
     public var malformed = [UInt64](repeating: 0, count: FrameError.allCases.count)
 
@@ -87,6 +93,9 @@ public struct PacketCounters: Sendable, Hashable {
         c.offloadRefused &+= b.offloadRefused
         c.kernelReports &+= b.kernelReports
         c.unknownReports &+= b.unknownReports
+        c.scheduledInKernel &+= b.scheduledInKernel
+        c.reopenedInKernel &+= b.reopenedInKernel
+        c.scheduledInKernelRefused &+= b.scheduledInKernelRefused
         for i in c.drops.indices { c.drops[i] &+= b.drops[i] }
         for i in c.malformed.indices { c.malformed[i] &+= b.malformed[i] }
         return c
@@ -158,6 +167,9 @@ public final class ReturnPaths: @unchecked Sendable {
         /// The connection (this generation of the slot) is in the in-kernel path, or asked to be.
         var offloadGeneration: UInt16 = 0
         var offloaded = false
+        /// The connection (this generation) left its flow in the map, closed (`FastPathLayout.closed`).
+        var closedGeneration: UInt16 = 0
+        var closed = false
     }
 
     let paths: UnsafeMutablePointer<Path>
@@ -181,6 +193,21 @@ public final class ReturnPaths: @unchecked Sendable {
         guard i >= 0 && i < capacity else { return }
         paths[i].offloaded = true
         paths[i].offloadGeneration = id.generation
+    }
+
+    func markClosed(_ id: ConnectionID) {
+        let i = Int(id.index)
+        guard i >= 0 && i < capacity else { return }
+        paths[i].closed = true
+        paths[i].closedGeneration = id.generation
+    }
+
+    /// Whether connection `id` had a closed flow (forgotten here).
+    func takeClosed(_ id: ConnectionID) -> Bool {
+        let i = Int(id.index)
+        guard i >= 0 && i < capacity && paths[i].closed && paths[i].closedGeneration == id.generation else { return false }
+        paths[i].closed = false
+        return true
     }
 
     /// Under the table's lock.

@@ -103,7 +103,11 @@ public final class PacketEngine: @unchecked Sendable {
         if options.offload {
             do {
                 fastPath = try FastPath(interfaces: indexes, capacity: min(max(2 * state.withTable { $0.connectionSlots }, 1024), 1 << 21),
-                                        paths: returnPaths)
+                                        paths: returnPaths, scheduleAhead: options.offloadAfterPackets == 0)
+                fastPath?.aheadMTU = mtus.values.max() ?? 1500
+                if let ahead = fastPath?.ahead { state.observeConfigurationChanges { ahead.tableChanged() } }
+                // Closed DR flows stay in the map while their connections do.
+                if fastPath != nil { state.withTable { $0.logsRemovals = true } }
             } catch {
                 logger.warning("established connections will not be forwarded in the kernel; every packet goes through the engine",
                                metadata: ["error": "\(error)"])
@@ -229,6 +233,13 @@ public final class PacketEngine: @unchecked Sendable {
             c.kernelReports = f.reported
             c.unknownReports = f.unknownReports
         }
+        if let f = fastPath {
+            let a = f.ahead?.counters ?? SynAhead.Counters()
+            let s = f.snapshot
+            c.scheduledInKernel = a.admitted
+            c.reopenedInKernel = s.reopened
+            c.scheduledInKernelRefused = a.refused &+ s.refusedReopens
+        }
         return c
     }
 
@@ -251,6 +262,9 @@ public final class PacketEngine: @unchecked Sendable {
             if c.offloadRefused > 0 { metadata["not offloaded (map full)"] = "\(c.offloadRefused)" }
             metadata["kernel reports"] = "\(c.kernelReports)"
             if c.unknownReports > 0 { metadata["kernel reports for unknown flows"] = "\(c.unknownReports)" }
+            if fastPath?.ahead != nil { metadata["syns scheduled in kernel"] = "\(c.scheduledInKernel)" }
+            if c.reopenedInKernel > 0 { metadata["syns reopening a closed flow in kernel"] = "\(c.reopenedInKernel)" }
+            if c.scheduledInKernelRefused > 0 { metadata["syns from the kernel refused"] = "\(c.scheduledInKernelRefused)" }
         }
         for reason in PacketDrop.allCases where c.drops[reason.rawValue] > 0 { metadata["dropped: \(reason.label)"] = "\(c.drops[reason.rawValue])" }
         for error in FrameError.allCases where c.malformed[error.rawValue] > 0 { metadata["malformed: \(error.label)"] = "\(c.malformed[error.rawValue])" }
@@ -366,9 +380,13 @@ final class PacketWorker: @unchecked Sendable {
         var hopView = hops.snapshot
         var failed = 0
         var pollUntil: Int64 = 0
+        var lastReports: Int64 = .min / 2
         let pollSpan = Int64(options.pollMicroseconds ?? (fastPath == nil ? 200 : 30)) * 1000
         loop: while true {
-            let n = lvs_epoll_wait(epollFD, events, Int32(receivers.count + 3), pollSpan > 0 && state.now < pollUntil ? 0 : 100)
+            // While the in-kernel path reports (without waking the thread), its ring is read every
+            // millisecond; otherwise the thread sleeps until a frame comes, or for 100 ms.
+            let sleep: Int32 = state.now - lastReports < 1_000_000_000 ? 1 : 100
+            let n = lvs_epoll_wait(epollFD, events, Int32(receivers.count + 3), pollSpan > 0 && state.now < pollUntil ? 0 : sleep)
             if n < 0 && lvs_errno() != EINTR {
                 logger.error("packet thread stops: epoll_wait failed", metadata: ["errno": "\(lvs_errno())"])
                 break
@@ -379,13 +397,15 @@ final class PacketWorker: @unchecked Sendable {
                     switch command {
                     case .tunnels(let t): forwarder.tunnels = t
                     case .fragmentAddresses(let a): forwarder.fragmentAddresses = a
-                    case .review: nextReview = 0
+                    case .review:
+                        nextReview = 0
+                        if index == 0 { fastPath?.refreshAhead(state: state, hops: hops.snapshot) }
                     case .stop: break loop
                     }
                 }
                 hopView = hops.snapshot
             }
-            if index == 0, let fastPath { fastPath.applyReports(state: state, hops: hopView) }
+            if index == 0, let fastPath, fastPath.applyReports(state: state, hops: hopView) { lastReports = state.now }
             // The NFLOG socket only when epoll says it has something (no system call otherwise).
             if marked != nil {
                 for k in 0..<max(n, 0) where lvs_epoll_event_data(events, k) == UInt64(receivers.count + 1) {
@@ -437,7 +457,10 @@ final class PacketWorker: @unchecked Sendable {
             }
             let now = state.now
             if now >= nextTick {
-                if index == 0 { state.tick(now: now) }
+                if index == 0 {
+                    state.tick(now: now)
+                    fastPath?.refreshAhead(state: state, hops: hopView)
+                }
                 nextTick = now + LoadBalancerState.tickInterval
                 hopView = hops.snapshot
             }

@@ -102,6 +102,12 @@ public struct EBPFAssembler {
         emit(EBPFAssembler.classStoreX | EBPFAssembler.modeAtomic | Size.double.rawValue, dst, src, offset, 0)
     }
 
+    /// r0 = *(u32 *)(dst + offset); and where that was r0's low 32 bits, *(u32 *)(dst + offset)
+    /// = src, atomically (BPF_CMPXCHG).
+    public mutating func atomicCompareExchange32(_ dst: Register, _ offset: Int16, _ src: Register) {
+        emit(EBPFAssembler.classStoreX | EBPFAssembler.modeAtomic | Size.word.rawValue, dst, src, offset, 0xF1)
+    }
+
     /// dst = the map whose descriptor is `fd` (a two-slot load the kernel resolves to the map).
     public mutating func loadMap(_ dst: Register, fd: Int32) {
         emit(EBPFAssembler.classLoad | EBPFAssembler.modeImmediate | Size.double.rawValue, dst, Register(rawValue: 1)!, 0, fd)
@@ -114,6 +120,12 @@ public struct EBPFAssembler {
     public mutating func jump(_ cond: Condition, _ dst: Register, _ imm: Int32, _ label: Label) {
         fixups.append((code.count, label.id))
         emit(EBPFAssembler.classJump | cond.rawValue, dst, .r0, 0, imm)
+    }
+
+    /// if dst <cond> src (64-bit) goto label.
+    public mutating func jump(_ cond: Condition, _ dst: Register, _ src: Register, _ label: Label) {
+        fixups.append((code.count, label.id))
+        emit(EBPFAssembler.classJump | cond.rawValue | EBPFAssembler.sourceRegister, dst, src, 0, 0)
     }
 
     /// if (u32)dst <cond> (u32)imm goto label.
@@ -203,7 +215,48 @@ public final class EBPFHashMap: @unchecked Sendable {
     }
 }
 
-/// A loaded eBPF program (closed with this object; attachments hold their own reference).
+/// A BPF array whose values this process also reaches in its own memory (BPF_F_MMAPABLE, kernel
+/// 5.5 and later): programs and the process share them without a system call, so what both
+/// write is to be written with atomics.
+public final class EBPFSharedArray: @unchecked Sendable {
+    // @unchecked Sendable: the mapping is fixed; what is written in it is the caller's to order.
+    public let fd: Int32
+    public let count: Int
+    /// Bytes from one value to the next (the value size rounded up to 8).
+    public let stride: Int
+    public let base: UnsafeMutableRawPointer
+    private let mappedBytes: Int
+
+    public init(valueSize: Int, count: Int) throws {
+        let fd = lvs_bpf_map_create(2 /* BPF_MAP_TYPE_ARRAY */, 4, Int32(valueSize), Int32(count), 1 << 10 /* BPF_F_MMAPABLE */)
+        guard fd >= 0 else { throw EBPFError(operation: "creating a BPF array", errno: -fd) }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let stride = (valueSize + 7) & ~7
+        let bytes = (stride * count + page - 1) / page * page
+        guard let base = lvs_bpf_map_mmap(fd, UInt64(bytes)) else {
+            let code = errno
+            close(fd)
+            throw EBPFError(operation: "mapping a BPF array", errno: code)
+        }
+        self.fd = fd
+        self.count = count
+        self.stride = stride
+        self.base = base
+        mappedBytes = bytes
+    }
+
+    deinit {
+        lvs_bpf_map_munmap(base, UInt64(mappedBytes))
+        close(fd)
+    }
+
+    /// Value `i` (0 ..< count).
+    public func element(_ i: Int) -> UnsafeMutableRawPointer {
+        precondition(i >= 0 && i < count)
+        return base + i * stride
+    }
+}
+
 /// A BPF ring buffer (kernel 5.8 and later) that programs write records of one size into
 /// (bpf_ringbuf_output) and one thread reads, without a system call, from its mapping. Its
 /// descriptor is readable (epoll) when records wait.
@@ -239,6 +292,7 @@ public final class EBPFRingBuffer: @unchecked Sendable {
     }
 }
 
+/// A loaded eBPF program (closed with this object; attachments hold their own reference).
 public final class EBPFProgram: @unchecked Sendable {
     // @unchecked Sendable: an immutable descriptor.
     public let fd: Int32

@@ -151,4 +151,160 @@ import Testing
         #expect(rig.fastPath.snapshot.withdrawn == 1)
         try rig.group.syncShutdownGracefully()
     }
+
+    /// A client SYN as it comes in to this host: in a test run the frame is this host's when its
+    /// destination MAC is the loopback device's (zero).
+    static func incomingSYN(port: UInt16) -> [UInt8] {
+        FrameBuilder.tcp(sourceMAC: F.clientMAC, destinationMAC: MACAddress(0, 0, 0, 0, 0, 0), source: F.client, destination: F.vip,
+                         sourcePort: port, destinationPort: 8080, flags: 0x02)
+    }
+
+    /// The socket filter's verdict for a frame (a test run gives it the frame past its Ethernet
+    /// header: the header goes in twice).
+    static func filtered(_ filter: EBPFProgram, _ frame: [UInt8]) throws -> UInt32 {
+        try filter.testRun(Array(frame.prefix(14)) + frame).result
+    }
+
+    @Test(.enabled(if: isRoot)) func synsScheduledInTheKernelGetTheEnginesChoicesAndTheirConnections() throws {
+        var rig = try Rig(method: "-g")
+        IPVSAdmSessionShim().run(["-a", "-t", "207.175.44.110:8080", "-r", "172.16.0.3:80", "-g"], on: &rig.table)
+        let expected: [IPAddress] = (0..<6).compactMap { i in
+            var copy = rig.table
+            var n: IPAddress?
+            for k in 0...i {
+                if case .forward(let f) = copy.inbound(.tcp(from: Endpoint(F.client, UInt16(30000 + k)), to: Endpoint(F.vip, 8080), flags: .syn),
+                                                       now: 0) { n = f.destination.address }
+            }
+            return n
+        }
+        let ahead = try #require(rig.fastPath.ahead)
+        let shared = LoadBalancerState(loops: [rig.group.next()], ipvs: rig.table)
+        rig.fastPath.refreshAhead(state: shared, hops: F.hops)
+        let filter = try rig.fastPath.socketFilter(destinations: [F.vip], sources: [], acceptIPv6: false)
+        for i in 0..<6 {
+            let syn = Self.incomingSYN(port: UInt16(30000 + i))
+            // Not for the engine's socket: the flow is in the map, the kernel forwards the SYN.
+            #expect(try Self.filtered(filter, syn) == 0)
+            let (verdict, out) = try rig.fastPath.ingress.testRun(syn)
+            #expect(verdict == 7)
+            rig.fastPath.applyReports(state: shared, hops: F.hops)
+            // Out to the real server the engine's scheduler would have chosen, by its MAC.
+            let server = try #require(shared.withTable { t in t.connectionSnapshots(now: 0).first(where: { $0.client.port == UInt16(30000 + i) }) })
+            #expect(server.destination.address == expected[i])
+            let mac = expected[i] == F.rs1 ? F.rs1MAC : F.rs2MAC
+            #expect(Array(out[0..<6]) == withUnsafeBytes(of: mac.bytes) { Array($0) })
+            #expect(server.stateName == "SYN_RECV")
+        }
+        #expect(ahead.counters.admitted == 6)
+        #expect(rig.fastPath.snapshot.offloaded == 6)
+        #expect(rig.fastPath.snapshot.unknownReports == 0)
+        // The handshake's ACK through the kernel: ESTABLISHED; the SYN and the ACK counted.
+        #expect(try rig.kernel(FrameBuilder.tcp(sourceMAC: F.clientMAC, destinationMAC: F.frontMAC, source: F.client, destination: F.vip,
+                                                sourcePort: 30000, destinationPort: 8080, flags: 0x10)) == 7)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        rig.fastPath.poll(state: shared, hops: F.hops)
+        let first = try #require(shared.withTable { t in t.connectionSnapshots(now: 0).first(where: { $0.client.port == 30000 }) })
+        #expect(first.stateName == "ESTABLISHED")
+        #expect(shared.withTable { $0.serviceSnapshots[0].counters.inPackets } == 7)
+        #expect(shared.withTable { $0.serviceSnapshots[0].counters.connections } == 6)
+        try rig.group.syncShutdownGracefully()
+    }
+
+    @Test(.enabled(if: isRoot)) func withNoChoiceWaitingTheSYNGoesToTheEngine() throws {
+        var rig = try Rig(method: "-g")
+        // lc decides nothing ahead.
+        IPVSAdmSessionShim().run(["-E", "-t", "207.175.44.110:8080", "-s", "lc"], on: &rig.table)
+        let shared = LoadBalancerState(loops: [rig.group.next()], ipvs: rig.table)
+        rig.fastPath.refreshAhead(state: shared, hops: F.hops)
+        let filter = try rig.fastPath.socketFilter(destinations: [F.vip], sources: [], acceptIPv6: false)
+        #expect(try Self.filtered(filter, Self.incomingSYN(port: 30000)) != 0)
+        #expect(try rig.kernel(Self.incomingSYN(port: 30000)) == UInt32(bitPattern: -1))
+        // Under rr, a change to the table voids the choices waiting until they are made again.
+        IPVSAdmSessionShim().run(["-E", "-t", "207.175.44.110:8080", "-s", "rr"], on: &rig.table)
+        shared.withTable { $0 = rig.table }
+        rig.fastPath.refreshAhead(state: shared, hops: F.hops)
+        #expect(try Self.filtered(filter, Self.incomingSYN(port: 30001)) == 0)
+        // A change to the table stops the choices at once, before the engine makes them again.
+        let ahead = try #require(rig.fastPath.ahead)
+        shared.observeConfigurationChanges { ahead.tableChanged() }
+        shared.withTable { t in IPVSAdmSessionShim().run(["-e", "-t", "207.175.44.110:8080", "-r", "172.16.0.2", "-g", "-w", "2"], on: &t) }
+        #expect(try Self.filtered(filter, Self.incomingSYN(port: 30003)) != 0)
+        rig.fastPath.refreshAhead(state: shared, hops: F.hops)
+        shared.withTable { t in IPVSAdmSessionShim().run(["-d", "-t", "207.175.44.110:8080", "-r", "172.16.0.2"], on: &t) }
+        #expect(shared.withTable { $0.serviceSnapshots[0].servers.isEmpty })
+        rig.fastPath.refreshAhead(state: shared, hops: F.hops)
+        #expect(try Self.filtered(filter, Self.incomingSYN(port: 30002)) != 0)
+        // The SYN that took a choice before the change: its real server left, so no connection,
+        // and its flow is taken back.
+        #expect(try rig.kernel(Self.incomingSYN(port: 30001)) == 7)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        #expect(shared.withTable { $0.connectionCount } == 0)
+        #expect(rig.fastPath.ahead?.counters.refused == 1)
+        #expect(try rig.kernel(Self.incomingSYN(port: 30001)) == UInt32(bitPattern: -1))
+        try rig.group.syncShutdownGracefully()
+    }
+
+    func flowInMap(_ rig: Rig, port: UInt16 = 40000) -> FastPathLayout.Usage? {
+        var k = FastPathLayout.Key(protocolNumber: 6, source: F.client.v4, sourcePort: port, destination: F.vip.v4, destinationPort: 8080).bytes
+        var v = [UInt8](repeating: 0, count: FastPathLayout.valueSize)
+        let found = v.withUnsafeMutableBytes { out in withUnsafeBytes(of: &k) { rig.fastPath.flows.lookup(key: $0.baseAddress!, into: out.baseAddress!) } }
+        return found ? v.withUnsafeBytes { FastPathLayout.Usage(value: $0.baseAddress!) } : nil
+    }
+
+    @Test(.enabled(if: isRoot)) func aClosedDRFlowReopensForItsClientsNextSYNAndLeavesWithItsConnection() throws {
+        var rig = try Rig(method: "-g")
+        rig.table.logsRemovals = true
+        guard case .send = rig.engine(Self.client(0x02)) else { Issue.record("SYN not sent"); return }
+        let shared = LoadBalancerState(loops: [rig.group.next()], ipvs: rig.table)
+        let filter = try rig.fastPath.socketFilter(destinations: [F.vip], sources: [], acceptIPv6: false)
+        #expect(try rig.kernel(Self.client(0x10)) == 7)
+        #expect(try rig.kernel(Self.client(0x11)) == 7)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        #expect(state(shared) == "FIN_WAIT")
+        // The flow stays, closed, while its connection is in the table.
+        #expect(flowInMap(rig)?.stopped == true)
+        // The client's next connection from the same port: its SYN goes on in the kernel, to the
+        // same real server, and the table's connection goes on (SYN_RECV), as IPVS has it.
+        #expect(try Self.filtered(filter, Self.client(0x02)) == 0)
+        #expect(try rig.kernel(Self.client(0x02)) == 7)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        #expect(state(shared) == "SYN_RECV")
+        #expect(shared.withTable { $0.connectionCount } == 1)
+        #expect(rig.fastPath.snapshot.reopened == 1)
+        #expect(try rig.kernel(Self.client(0x10)) == 7)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        #expect(state(shared) == "ESTABLISHED")
+        #expect(try rig.kernel(Self.client(0x11)) == 7)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        #expect(state(shared) == "FIN_WAIT")
+        // When the table lets the connection go, its closed flow leaves the map.
+        rig.fastPath.refreshAhead(state: shared, hops: F.hops)
+        #expect(flowInMap(rig) != nil)
+        shared.withTable { $0.expire(now: shared.now + 1_000_000_000_000) }
+        #expect(shared.withTable { $0.connectionCount } == 0)
+        rig.fastPath.refreshAhead(state: shared, hops: F.hops)
+        #expect(flowInMap(rig) == nil)
+        #expect(rig.fastPath.snapshot.unknownReports == 0)
+        try rig.group.syncShutdownGracefully()
+    }
+
+    @Test(.enabled(if: isRoot)) func aClosedFlowWhoseConnectionWouldBeReusedLeavesAtOnce() throws {
+        var rig = try Rig(method: "-g")
+        rig.table.logsRemovals = true
+        // conn_reuse_mode 3: a DR connection in FIN_WAIT is started afresh by a new SYN.
+        var settings = rig.table.settings
+        settings.connectionReuseMode = 3
+        rig.table = IPVS(settings: settings)
+        rig.table.logsRemovals = true
+        IPVSAdmSessionShim().run(["-A", "-t", "207.175.44.110:8080", "-s", "rr"], on: &rig.table)
+        IPVSAdmSessionShim().run(["-a", "-t", "207.175.44.110:8080", "-r", "172.16.0.2:80", "-g"], on: &rig.table)
+        guard case .send = rig.engine(Self.client(0x02)) else { Issue.record("SYN not sent"); return }
+        let shared = LoadBalancerState(loops: [rig.group.next()], ipvs: rig.table)
+        #expect(try rig.kernel(Self.client(0x10)) == 7)
+        #expect(try rig.kernel(Self.client(0x11)) == 7)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        #expect(state(shared) == "FIN_WAIT")
+        #expect(flowInMap(rig) == nil)
+        try rig.group.syncShutdownGracefully()
+    }
 }

@@ -181,7 +181,7 @@ import Testing
     }
 
     @Test(.enabled(if: isRoot)) func segmentsThatMoveTheStateAreForwardedAndReported() throws {
-        let rig = try Loaded(action: .macsOnly, key: FastPathTests.inbound)
+        let rig = try Loaded(action: .destination, key: FastPathTests.inbound)
         // Plain segments of a flow handed over in ESTABLISHED: forwarded, not reported.
         #expect(try rig.ingress.testRun(FastPathTests.segment()).result == 7)
         #expect(rig.reported().isEmpty)
@@ -212,6 +212,35 @@ import Testing
         // What follows is the engine's.
         #expect(try rig.ingress.testRun(FastPathTests.segment()).result == UInt32(bitPattern: -1))
         #expect(try rig.filtered(FastPathTests.segment()).result == 0x40000)
+    }
+
+    @Test(.enabled(if: isRoot)) func aDRFlowClosedByItsClientsFINIsReopenedByItsNextSYN() throws {
+        let rig = try Loaded(action: .macsOnly, key: FastPathTests.inbound)
+        #expect(try rig.ingress.testRun(FastPathTests.segment(flags: 0x11, payload: 0)).result == 7)
+        #expect(rig.reported().map(\.isLast) == [true])
+        // Closed, in place: the segments that follow are the engine's (the sockets take them).
+        #expect(rig.usage(FastPathTests.inbound)?.stopped == true)
+        #expect(try rig.ingress.testRun(FastPathTests.segment(flags: 0x10, payload: 0)).result == UInt32(bitPattern: -1))
+        #expect(try rig.filtered(FastPathTests.segment(flags: 0x10, payload: 0)).result == 0x40000)
+        // A SYN from the same client port: the sockets leave it, the program reopens the flow,
+        // forwards the SYN to the same real server and reports it as reopened.
+        let syn = FastPathTests.segment(flags: 0x02, payload: 0)
+        #expect(try rig.filtered(syn).result == 0)
+        let (result, out) = try rig.ingress.testRun(syn)
+        #expect(result == 7)
+        #expect(Array(out[0..<6]) == FastPathTests.rsMAC.array)
+        let reports = rig.reported()
+        #expect(reports.count == 1)
+        #expect(reports.first?.flags == .syn)
+        #expect(reports.first?.reopened == true)
+        #expect(reports.first?.isNewConnection == true)
+        #expect(rig.usage(FastPathTests.inbound)?.stopped == false)
+        // Open again; the handshake's ACK is reported, once.
+        #expect(try rig.ingress.testRun(FastPathTests.segment(flags: 0x10, payload: 0)).result == 7)
+        #expect(try rig.ingress.testRun(FastPathTests.segment(flags: 0x18)).result == 7)
+        #expect(rig.reported().map(\.flags) == [.ack])
+        // A second SYN on the open flow stops it for the engine, as before.
+        #expect(try rig.ingress.testRun(syn).result == UInt32(bitPattern: -1))
     }
 
     @Test(.enabled(if: isRoot)) func aResetEndsTheFlowToo() throws {
@@ -274,5 +303,19 @@ import Testing
         #expect(try rig.filtered(arp).result == 0)
         #expect(try rig.ingress.testRun(arp).result == UInt32(bitPattern: -1))
         #expect(rig.usage(FastPathTests.inbound)?.packets == 0)
+    }
+
+    /// The engine starts with no service: its sockets' filter, with no address to let through
+    /// and the SYN path's maps, is one the kernel takes (and lets nothing through).
+    @Test(.enabled(if: isRoot)) func theFilterWithNoAddressLoads() throws {
+        let flows = try EBPFHashMap(keySize: FastPathLayout.keySize, valueSize: FastPathLayout.valueSize, capacity: 64)
+        let ahead = try SynAhead()
+        for withAhead in [false, true] {
+            let filter = try EBPFProgram(.socketFilter, FastPathLayout.socketFilter(
+                flows: flows.fd, destinations: [], sources: [], acceptIPv6: false,
+                ahead: withAhead ? (ahead.services.fd, ahead.decisions.fd) : nil))
+            let frame = FastPathTests.segment(flags: 0x02)
+            #expect(try filter.testRun(Array(frame.prefix(14)) + frame).result == 0)
+        }
     }
 }

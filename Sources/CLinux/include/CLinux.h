@@ -31,6 +31,12 @@ enum {
 static inline int32_t lvs_atomic_load32(const int32_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void lvs_atomic_store32(int32_t *p, int32_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline void lvs_atomic_add32(int32_t *p, int32_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+static inline uint32_t lvs_atomic_acquire32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void lvs_atomic_release32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+/// Stores `desired` where `*p` is `expected`; whether it did.
+static inline int lvs_atomic_cas32(uint32_t *p, uint32_t expected, uint32_t desired) {
+    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
 
 static inline int lvs_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
@@ -192,6 +198,9 @@ static inline int lvs_errno(void) { return errno; }
 
 /// eBPF (bpf(2)): a map (returns its fd, or -errno); update/lookup/delete one element (0 or errno).
 int lvs_bpf_map_create(int type, int key_size, int value_size, int max_entries, int flags);
+/// A BPF_F_MMAPABLE array's values, mapped shared (NULL on failure, errno set).
+void *lvs_bpf_map_mmap(int fd, uint64_t size);
+void lvs_bpf_map_munmap(void *base, uint64_t size);
 int lvs_bpf_map_update(int fd, const void *key, const void *value, int flags);
 int lvs_bpf_map_lookup(int fd, const void *key, void *value);
 int lvs_bpf_map_delete(int fd, const void *key);
