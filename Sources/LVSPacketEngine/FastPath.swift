@@ -77,7 +77,7 @@ public enum FastPathLayout {
     /// decisions were made in (u32), four zero bytes, then `aheadSlots` decisions of 16 bytes (out
     /// interface, destination MAC, source MAC). Element 0 holds the current epoch (its first
     /// word), which moves with every change to the table: a queue of another epoch is not used.
-    public static let aheadSlots = 32
+    public static let aheadSlots = 64
     public static let aheadValueSize = 16 + 16 * aheadSlots
     static let aheadClaimedOffset = 0, aheadMadeOffset = 4, aheadEpochOffset = 8, aheadSlotsOffset = 16, aheadSlotSize = 16
     static let reportFlagsOffset = 16, reportPacketsOffset = 24, reportBytesOffset = 32, reportLastSeenOffset = 40
@@ -306,8 +306,8 @@ public enum FastPathLayout {
         a.mov(.r2, .r10)
         a.alu(.add, .r2, Int32(key))
         a.mov(.r3, Int32(reportSize))
-        // No wake-up for each: the engine reads the ring before each batch and every millisecond
-        // while reports come (an interrupt and a wake-up per report cost more than the reading).
+        // No wake-up for each: the engine reads the ring before each batch and every 2 ms while
+        // reports come (an interrupt and a wake-up per report cost more than the reading).
         a.mov(.r4, 1)  // BPF_RB_NO_WAKEUP
         a.call(.ringbufOutput)
         a.jump(.notEqual, .r0, 0, full)

@@ -384,8 +384,9 @@ final class PacketWorker: @unchecked Sendable {
         let pollSpan = Int64(options.pollMicroseconds ?? (fastPath == nil ? 200 : 30)) * 1000
         loop: while true {
             // While the in-kernel path reports (without waking the thread), its ring is read every
-            // millisecond; otherwise the thread sleeps until a frame comes, or for 100 ms.
-            let sleep: Int32 = state.now - lastReports < 1_000_000_000 ? 1 : 100
+            // 2 ms (64 choices taken ahead last 2 ms at 32000 new connections a second); otherwise
+            // the thread sleeps until a frame comes, or for 100 ms.
+            let sleep: Int32 = state.now - lastReports < 1_000_000_000 ? 2 : 100
             let n = lvs_epoll_wait(epollFD, events, Int32(receivers.count + 3), pollSpan > 0 && state.now < pollUntil ? 0 : sleep)
             if n < 0 && lvs_errno() != EINTR {
                 logger.error("packet thread stops: epoll_wait failed", metadata: ["errno": "\(lvs_errno())"])
