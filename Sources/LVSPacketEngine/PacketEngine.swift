@@ -249,6 +249,12 @@ public final class PacketEngine: @unchecked Sendable {
         fastPath?.detach()
         for w in workers { w.submit(.stop) }
         for w in workers { w.waitUntilFinished() }
+        if fastPath != nil {
+            state.withTable { t in
+                t.logsRemovals = false
+                _ = t.takeRemovals()
+            }
+        }
         hops.stop()
         Interception.remove()
         interception.withLockedValue { $0 = nil }
