@@ -827,7 +827,8 @@ final class FastPath: @unchecked Sendable {
             for (id, record, _, seen) in taken where records.removeValue(forKey: id) != nil {
                 for (j, key) in record.keys.enumerated() {
                     owners[key] = nil
-                    retired[key] = Retired(connection: id, direction: record.directions[j], seen: seen[j])
+                    // A flow whose last report came has nothing late to come.
+                    if last[key] == nil { retired[key] = Retired(connection: id, direction: record.directions[j], seen: seen[j]) }
                 }
                 counters.withdrawn &+= 1
             }
