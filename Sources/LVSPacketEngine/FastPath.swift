@@ -432,17 +432,10 @@ public enum FastPathLayout {
         // reply, say): turned away before the flow lookup. (With no address at all, the lookup
         // and the checks after it turn everything away.)
         if !v4Destinations.isEmpty || !v4Sources.isEmpty {
-            a.load(.word, .r2, .r6, 0)
-            a.jump(.less, .r2, 34, classic)
-            loadBytes(&a, 34)
-            a.jump(.notEqual, .r0, 0, classic)
+            emitLoadIPv4Header(&a, short: classic)
             a.load(.half, .r1, .r10, header + 12)
             a.jump(.notEqual, .r1, 0x0008, classic)
-            a.load(.word, .r1, .r10, header + 30)
-            for d in v4Destinations { a.jump32(.equal, .r1, d.byteSwapped, ours) }
-            a.load(.word, .r1, .r10, header + 26)
-            for s in v4Sources { a.jump32(.equal, .r1, s.byteSwapped, ours) }
-            a.jump(drop)
+            emitMatchAddresses(&a, destinations: v4Destinations, sources: v4Sources, match: ours, none: drop)
         }
         a.bind(ours)
         emitLookup(&a, flows: flows, miss: classic, control: classic, absent: ahead == nil ? nil : absent)
@@ -463,15 +456,8 @@ public enum FastPathLayout {
         a.jump(.equal, .r1, 0x0081, accept)
         a.jump(.equal, .r1, 0xDD86, ipv6)
         a.jump(.notEqual, .r1, 0x0008, drop)
-        a.load(.word, .r2, .r6, 0)
-        a.jump(.less, .r2, 34, drop)
-        loadBytes(&a, 34)
-        a.jump(.notEqual, .r0, 0, drop)
-        a.load(.word, .r1, .r10, header + 30)
-        for d in v4Destinations { a.jump32(.equal, .r1, d.byteSwapped, accept) }
-        a.load(.word, .r1, .r10, header + 26)
-        for s in v4Sources { a.jump32(.equal, .r1, s.byteSwapped, accept) }
-        a.jump(drop)
+        emitLoadIPv4Header(&a, short: drop)
+        emitMatchAddresses(&a, destinations: v4Destinations, sources: v4Sources, match: accept, none: drop)
         a.bind(ipv6)
         if acceptIPv6 { a.jump(accept) }
         a.bind(drop)
@@ -505,26 +491,14 @@ public enum FastPathLayout {
         a.load(.half, .r1, .r10, header + 36)
         a.store(.half, .r10, serviceKey + 10, .r1)
         a.store(.word, .r10, serviceKey + 12, imm: 6)
-        a.loadMap(.r1, fd: services)
-        a.mov(.r2, .r10)
-        a.alu(.add, .r2, Int32(serviceKey))
-        a.call(.mapLookup)
-        a.jump(.equal, .r0, 0, none)
+        emitMapLookup(&a, map: services, keyAt: serviceKey, none: none)
         a.load(.word, .r1, .r0, 0)
         a.store(.word, .r10, decisionIndex, .r1)
-        a.loadMap(.r1, fd: decisions)
-        a.mov(.r2, .r10)
-        a.alu(.add, .r2, Int32(decisionIndex))
-        a.call(.mapLookup)
-        a.jump(.equal, .r0, 0, none)
+        emitMapLookup(&a, map: decisions, keyAt: decisionIndex, none: none)
         a.mov(.r9, .r0)
         // Made before the table last changed: not to be used.
         a.store(.word, .r10, decisionIndex, imm: 0)
-        a.loadMap(.r1, fd: decisions)
-        a.mov(.r2, .r10)
-        a.alu(.add, .r2, Int32(decisionIndex))
-        a.call(.mapLookup)
-        a.jump(.equal, .r0, 0, none)
+        emitMapLookup(&a, map: decisions, keyAt: decisionIndex, none: none)
         a.load(.word, .r1, .r0, 0)
         a.load(.word, .r2, .r9, Int16(aheadEpochOffset))
         a.jump(.notEqual, .r1, .r2, none)
@@ -568,6 +542,34 @@ public enum FastPathLayout {
         a.mov(.r4, 1)  // BPF_NOEXIST
         a.call(.mapUpdate)
         a.jump(.notEqual, .r0, 0, none)
+    }
+
+    /// r0 = the value of the key at fp + `keyAt` in `map`; to `none` when there is none.
+    static func emitMapLookup(_ a: inout A, map: Int32, keyAt: Int16, none: A.Label) {
+        a.loadMap(.r1, fd: map)
+        a.mov(.r2, .r10)
+        a.alu(.add, .r2, Int32(keyAt))
+        a.call(.mapLookup)
+        a.jump(.equal, .r0, 0, none)
+    }
+
+    /// The frame's Ethernet and IPv4 headers (34 bytes) onto the stack at `header`; `short`
+    /// when there are not as many.
+    static func emitLoadIPv4Header(_ a: inout A, short: A.Label) {
+        a.load(.word, .r2, .r6, 0)
+        a.jump(.less, .r2, 34, short)
+        loadBytes(&a, 34)
+        a.jump(.notEqual, .r0, 0, short)
+    }
+
+    /// To `match` when the loaded IPv4 header's destination is one of `destinations` or its
+    /// source one of `sources` (host order), else to `none`.
+    static func emitMatchAddresses(_ a: inout A, destinations: [UInt32], sources: [UInt32], match: A.Label, none: A.Label) {
+        a.load(.word, .r1, .r10, header + 30)
+        for d in destinations { a.jump32(.equal, .r1, d.byteSwapped, match) }
+        a.load(.word, .r1, .r10, header + 26)
+        for s in sources { a.jump32(.equal, .r1, s.byteSwapped, match) }
+        a.jump(none)
     }
 
     static func loadBytes(_ a: inout A, _ count: Int32) {
