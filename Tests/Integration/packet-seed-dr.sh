@@ -68,6 +68,37 @@ $listing"
 stats=$(ipvsadm_in "$dr" -Ln --stats)
 echo "$stats" | awk '/->/ && $2 ~ /^192/ { if ($4 == 0 || $5 != 0) bad = 1 } END { exit bad }' || fail "counters: $stats"
 echo "$listing"
+
+# A client port back while its last connection is still in the table (FIN_WAIT, where a DR
+# connection ends): IPVS sends the new SYN to that connection's real server (conn_reuse_mode 1),
+# and the in-kernel path does too, reopening the closed flow in place. Three connections from one
+# port, then lvsd's own count of what the kernel scheduled and reopened. (The client reads to the
+# real server's FIN before it closes, so that its own end of the port is free at once.)
+from_port() {
+    ip netns exec "$user" python3 - "$VIP" 41000 <<'PY'
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.settimeout(5)
+s.bind(("", int(sys.argv[2]))); s.connect((sys.argv[1], 80)); s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+data = b""
+while chunk := s.recv(4096): data += chunk
+s.close(); print(data.split(b"\r\n\r\n", 1)[-1].decode().strip())
+PY
+}
+reuse=()
+for _ in 1 2 3; do
+    reuse+=("$(from_port 2>&1)") || true
+    sleep 0.2
+done
+[[ -n ${reuse[0]} && ${reuse[0]} == "${reuse[1]}" && ${reuse[1]} == "${reuse[2]}" ]] || fail "one client port, three connections: ${reuse[*]}"
+entries=$(ipvsadm_in "$dr" -Lnc | grep -c ":41000 ")
+[[ $entries == 1 ]] || fail "client port 41000 has $entries connection entries: $(ipvsadm_in "$dr" -Lnc)"
+kill -TERM "$lvsd_pid"; wait "$lvsd_pid" 2>/dev/null || true
+stopped=$(grep "packet engine stopped" "$work/err" || true)
+[[ $stopped =~ syns\ scheduled\ in\ kernel=([0-9]+) ]] && scheduled=${BASH_REMATCH[1]} && ((scheduled >= 5)) ||
+    fail "SYNs scheduled in the kernel: $stopped"
+[[ $stopped =~ syns\ reopening\ a\ closed\ flow\ in\ kernel=([0-9]+) ]] && reopened=${BASH_REMATCH[1]} && ((reopened >= 2)) ||
+    fail "SYNs reopened in the kernel: $stopped"
+echo "one client port three times: ${reuse[0]}; SYNs scheduled in the kernel $scheduled, reopened there $reopened"
 for n in 1 2; do ip netns exec rs$n-$$ "$bin/lvsd" realserver stop --vip $VIP >/dev/null; done
 ip -n "$rs1" addr show dev lo | contains "$VIP" && fail "realserver stop left the VIP"
 echo "packet-seed-dr: ok"
