@@ -19,8 +19,7 @@ extension IPVS {
     /// order), and no real server with a connection threshold (which would depend on the
     /// connection counts at the SYN).
     public func decidesAhead(service handle: Int32) -> Bool {
-        guard handle >= 0, Int(handle) < services.count, services[Int(handle)].live else { return false }
-        let service = services[Int(handle)]
+        guard let service = liveService(handle) else { return false }
         guard case .address(let proto, _, let port) = service.config.key, port != 0, proto == .tcp, !service.config.isPersistent,
               service.kind == .roundRobin || service.kind == .weightedRoundRobin else { return false }
         return service.members.allSatisfy { servers[Int($0)].config.upperThreshold == 0 }
@@ -37,8 +36,13 @@ extension IPVS {
 
     /// The real server slots of service `handle` (kernel list order).
     public func members(service handle: Int32) -> [Int32] {
-        guard handle >= 0, Int(handle) < services.count, services[Int(handle)].live else { return [] }
-        return services[Int(handle)].members
+        liveService(handle)?.members ?? []
+    }
+
+    /// Service `handle`'s slot, unless the handle names no live service.
+    private func liveService(_ handle: Int32) -> ServiceSlot? {
+        guard handle >= 0, Int(handle) < services.count, services[Int(handle)].live else { return nil }
+        return services[Int(handle)]
     }
 
     /// A copy of service `handle`'s scheduler, to take its next choices ahead with
@@ -52,13 +56,10 @@ extension IPVS {
     /// The next choice of `cursor`'s copy of its service's scheduler, over the service's real
     /// servers as they are (nil: none available).
     public func decideAhead(_ cursor: inout AheadCursor, now: Int64) -> Int32? {
-        let handle = cursor.handle
-        guard handle >= 0, Int(handle) < services.count, services[Int(handle)].live,
-              case .address(let proto, let address, let port) = services[Int(handle)].config.key else { return nil }
+        guard let service = liveService(cursor.handle), case .address(let proto, let address, let port) = service.config.key else { return nil }
         let flow = FlowKey(protocolNumber: proto.rawValue, source: address.isV6 ? .anyV6 : .anyV4, sourcePort: 0, destination: address,
                            destinationPort: port)
-        let pool = ServerPool(members: services[Int(handle)].members, servers: servers)
-        return cursor.scheduler.pick(pool, flow: flow, flags: services[Int(handle)].config.flags, now: now)
+        return cursor.scheduler.pick(ServerPool(members: service.members, servers: servers), flow: flow, flags: service.config.flags, now: now)
     }
 
     /// The connection of SYN `p`, which the engine forwarded to `server`, a choice taken ahead for
@@ -78,9 +79,7 @@ extension IPVS {
               !p.tcpFlags.contains(.rst), findService(p) == handle, server >= 0, Int(server) < servers.count,
               servers[Int(server)].service == handle, servers[Int(server)].position >= 0,
               servers[Int(server)].isAvailable else { return nil }
-        let key = ConnectionKey(protocolNumber: p.protocolNumber, client: p.source, clientPort: p.sourcePort,
-                                virtual: p.destination, virtualPort: p.destinationPort)
-        if let c = connections.find(key, template: false, hash: connections.hash(of: p)) {
+        if let c = clientConnection(p) {
             guard replacing || reuseRequested(c, p) else { return nil }
             removeConnection(c)
         }
@@ -115,10 +114,8 @@ extension IPVS {
     /// scheduler moves on by one choice.
     public mutating func reopened(_ p: PacketSummary, now: Int64) -> Forwarding? {
         expire(now: now)
-        let key = ConnectionKey(protocolNumber: p.protocolNumber, client: p.source, clientPort: p.sourcePort,
-                                virtual: p.destination, virtualPort: p.destinationPort)
         guard p.protocolNumber == IPProtocol.tcp.rawValue, p.tcpFlags.contains(.syn), !p.tcpFlags.contains(.ack),
-              let c = connections.find(key, template: false, hash: connections.hash(of: p)) else { return nil }
+              let c = clientConnection(p) else { return nil }
         let server = connections[c].server
         guard server >= 0, servers[Int(server)].isAvailable else { return nil }
         if reuseRequested(c, p) {
@@ -126,12 +123,8 @@ extension IPVS {
             guard service >= 0 else { return nil }
             return admitDecided(p, service: service, server: server, now: now)
         }
-        transition(c, p, direction: .input, now: now)
-        syncAfterInbound(c)
-        let e = connections[c]
-        return Forwarding(connection: connections.id(c), server: server,
-                          destination: Endpoint(servers[Int(server)].config.endpoint.address, e.destinationPort),
-                          method: ConnectionFlags(rawValue: e.flags).forwarding, isNew: false)
+        guard case .forward(let forwarding) = continueInbound(c, p, countPacket: false, now: now) else { return nil }
+        return forwarding
     }
 }
 

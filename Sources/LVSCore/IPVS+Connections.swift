@@ -66,9 +66,7 @@ extension IPVS {
     @inline(__always)
     mutating func inbound(_ p: PacketSummary, now: Int64, hash: UInt64) -> InboundVerdict {
         expire(now: now)
-        let key = ConnectionKey(protocolNumber: p.protocolNumber, client: p.source, clientPort: p.sourcePort,
-                                virtual: p.destination, virtualPort: p.destinationPort)
-        if let c = connections.find(key, template: false, hash: hash) {
+        if let c = clientConnection(p, hash: hash) {
             if reuseRequested(c, p) {
                 // conn_reuse_mode: a new SYN on a finished connection starts afresh.
                 removeConnection(c)
@@ -78,6 +76,15 @@ extension IPVS {
         }
         guard let service = findService(p) else { return .notVirtual }
         return schedule(service, p, now: now)
+    }
+
+    /// The connection (not a template) client packet `p` belongs to, by its client and virtual
+    /// addresses and ports; `hash`: the key's hash when already computed.
+    @inline(__always)
+    func clientConnection(_ p: PacketSummary, hash: UInt64? = nil) -> Int32? {
+        let key = ConnectionKey(protocolNumber: p.protocolNumber, client: p.source, clientPort: p.sourcePort,
+                                virtual: p.destination, virtualPort: p.destinationPort)
+        return connections.find(key, template: false, hash: hash ?? connections.hash(of: p))
     }
 
     func reuseRequested(_ c: Int32, _ p: PacketSummary) -> Bool {
@@ -102,14 +109,16 @@ extension IPVS {
         return cold.control < 0 && cold.controlled == 0
     }
 
-    private mutating func continueInbound(_ c: Int32, _ p: PacketSummary, now: Int64) -> InboundVerdict {
+    /// Packet `p` of connection `c` from its client; `countPacket`: its bytes are counted here (not
+    /// when whoever forwarded it counts them).
+    mutating func continueInbound(_ c: Int32, _ p: PacketSummary, countPacket: Bool = true, now: Int64) -> InboundVerdict {
         let server = connections[c].server
         guard server >= 0, servers[Int(server)].isAvailable else {
             drops.destinationUnavailable &+= 1
             if settings.expireNoDestinationConnections { removeConnection(c) }
             return .drop
         }
-        count(server, .input, bytes: p.length)
+        if countPacket { count(server, .input, bytes: p.length) }
         transition(c, p, direction: .input, now: now)
         syncAfterInbound(c)
         let e = connections[c]

@@ -157,6 +157,8 @@ public enum FastPathLayout {
         public var usage: Usage
         /// A SYN's: the sequence number of the choice taken ahead that it went with.
         public var sequence: UInt32
+        /// A SYN that reopened a closed flow (not one given a choice taken ahead).
+        public var reopened: Bool
 
         public init(_ p: UnsafeRawPointer) {
             key = Key(bytes: (p.loadUnaligned(as: UInt64.self), p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
@@ -174,7 +176,6 @@ public enum FastPathLayout {
         /// A SYN the socket filter gave a choice taken ahead (`SynAhead`), or one that reopened a
         /// closed flow (`reopened`): a new connection, or a closed one going on.
         public var isNewConnection: Bool { flags.contains(.syn) && !flags.contains(.ack) }
-        public var reopened: Bool
 
         /// A DR client's FIN: the program left the flow in the map, closed.
         public var closesInPlace: Bool { flags.contains(.fin) && !flags.contains(.rst) }
@@ -650,9 +651,11 @@ final class FastPath: @unchecked Sendable {
         /// Segments the kernel reported (state changes), and reports for flows no longer known.
         var reported: UInt64 = 0
         var unknownReports: UInt64 = 0
-        /// SYNs that reopened a closed flow in the kernel, and those whose connection was gone.
+        /// SYNs the kernel scheduled with a choice taken ahead (`SynAhead`), those that reopened a
+        /// closed flow, and those of either whose choice or connection no longer stood.
+        var scheduledAhead: UInt64 = 0
         var reopened: UInt64 = 0
-        var refusedReopens: UInt64 = 0
+        var refusedSyns: UInt64 = 0
     }
 
     /// The map (room for `capacity` flows, kernel memory taken as they come) and the program on
@@ -704,14 +707,17 @@ final class FastPath: @unchecked Sendable {
                 lock.withLock { counters.refused &+= 1 }
                 continue
             }
-            let record = Record(keys: r.flows.map(\.key), directions: r.flows.map(\.direction),
-                                seen: Array(repeating: (0, 0), count: r.flows.count), server: r.server, hop: r.hop)
             lock.withLock {
-                records[r.connection] = record
-                for f in r.flows { owners[f.key] = (r.connection, f.direction) }
-                counters.offloaded &+= 1
+                register(r.connection, keys: r.flows.map(\.key), directions: r.flows.map(\.direction), server: r.server, hop: r.hop)
             }
         }
+    }
+
+    /// Records connection `id` as handed over, its flows just put into the map. Under `lock`.
+    private func register(_ id: ConnectionID, keys: [FastPathLayout.Key], directions: [PacketDirection], server: IPAddress, hop: NextHop) {
+        records[id] = Record(keys: keys, directions: directions, seen: Array(repeating: (0, 0), count: keys.count), server: server, hop: hop)
+        for (key, direction) in zip(keys, directions) { owners[key] = (id, direction) }
+        counters.offloaded &+= 1
     }
 
     private func delete(_ key: FastPathLayout.Key) {
@@ -847,23 +853,19 @@ final class FastPath: @unchecked Sendable {
         let mtu = aheadMTU
         let paths = self.paths
         let ahead = self.ahead
-        var reopened: UInt64 = 0, refusedReopens: UInt64 = 0
+        var scheduled: UInt64 = 0, reopened: UInt64 = 0
         let made: [(FastPathLayout.Report, (Forwarding, NextHop)?)] = state.withTable { table in
             let made = new.map { r -> (FastPathLayout.Report, (Forwarding, NextHop)?) in
-                guard r.reopened else {
-                    guard let ahead else {
-                        refusedReopens &+= 1
-                        return (r, nil)
-                    }
-                    return (r, ahead.admit(r.key, sequence: r.sequence, table: &table, now: now))
-                }
-                let p = PacketSummary(protocolNumber: 6, source: IPAddress(v4: r.key.source), sourcePort: r.key.sourcePort,
-                                      destination: IPAddress(v4: r.key.destination), destinationPort: r.key.destinationPort, tcpFlags: .syn,
+                let key = r.key
+                let p = PacketSummary(protocolNumber: 6, source: IPAddress(v4: key.source), sourcePort: key.sourcePort,
+                                      destination: IPAddress(v4: key.destination), destinationPort: key.destinationPort, tcpFlags: .syn,
                                       length: 0)
-                guard let f = table.reopened(p, now: now), let hop = hops[f.destination.address] else {
-                    refusedReopens &+= 1
-                    return (r, nil)
+                guard r.reopened else {
+                    guard let admitted = ahead?.admit(p, key: key, sequence: r.sequence, table: &table, now: now) else { return (r, nil) }
+                    scheduled &+= 1
+                    return (r, admitted)
                 }
+                guard let f = table.reopened(p, now: now), let hop = hops[f.destination.address] else { return (r, nil) }
                 if f.isNew { ahead?.scheduledOutOfTurn() }
                 reopened &+= 1
                 return (r, (f, hop))
@@ -875,14 +877,12 @@ final class FastPath: @unchecked Sendable {
         for (report, admitted) in made where admitted == nil { delete(report.key) }
         lock.withLock {
             counters.reported &+= UInt64(new.count)
+            counters.scheduledAhead &+= scheduled
             counters.reopened &+= reopened
-            counters.refusedReopens &+= refusedReopens
+            counters.refusedSyns &+= UInt64(new.count) &- scheduled &- reopened
             for (report, admitted) in made {
                 guard let (forwarding, hop) = admitted else { continue }
-                records[forwarding.connection] = Record(keys: [report.key], directions: [.input], seen: [(0, 0)],
-                                                        server: forwarding.destination.address, hop: hop)
-                owners[report.key] = (forwarding.connection, .input)
-                counters.offloaded &+= 1
+                register(forwarding.connection, keys: [report.key], directions: [.input], server: forwarding.destination.address, hop: hop)
             }
         }
     }

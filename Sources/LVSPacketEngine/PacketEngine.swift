@@ -232,13 +232,9 @@ public final class PacketEngine: @unchecked Sendable {
             c.offloadRefused = f.refused
             c.kernelReports = f.reported
             c.unknownReports = f.unknownReports
-        }
-        if let f = fastPath {
-            let a = f.ahead?.counters ?? SynAhead.Counters()
-            let s = f.snapshot
-            c.scheduledInKernel = a.admitted
-            c.reopenedInKernel = s.reopened
-            c.scheduledInKernelRefused = a.refused &+ s.refusedReopens
+            c.scheduledInKernel = f.scheduledAhead
+            c.reopenedInKernel = f.reopened
+            c.scheduledInKernelRefused = f.refusedSyns
         }
         return c
     }

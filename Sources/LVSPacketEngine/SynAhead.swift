@@ -65,14 +65,6 @@ final class SynAhead: @unchecked Sendable {
     private var waiting = false
     /// Whether a refused SYN left a cursor out of step with its table's scheduler.
     private var resync = false
-    private(set) var counters = Counters()
-
-    struct Counters: Sendable, Hashable {
-        /// SYNs whose connection was made from a choice the kernel took, and those refused
-        /// (their flows taken back).
-        var admitted: UInt64 = 0
-        var refused: UInt64 = 0
-    }
 
     /// A connection made outside the queue's order (the table's scheduler moved for it): the
     /// copies are taken again.
@@ -222,24 +214,17 @@ final class SynAhead: @unchecked Sendable {
         }
     }
 
-    /// The connection of a SYN the kernel forwarded with choice `sequence` of its service (its
-    /// flow `key`): made in the table, or nil when the choice is unknown or no longer stands (the
-    /// caller takes the flow back).
-    func admit(_ key: FastPathLayout.Key, sequence: UInt32, table: inout IPVS, now: Int64) -> (Forwarding, NextHop)? {
+    /// The connection of SYN `p` (its flow `key`), which the kernel forwarded with choice `sequence`
+    /// of its service: made in the table, or nil when the choice is unknown or no longer stands
+    /// (the caller takes the flow back).
+    func admit(_ p: PacketSummary, key: FastPathLayout.Key, sequence: UInt32, table: inout IPVS, now: Int64) -> (Forwarding, NextHop)? {
         let serviceKey = SynAhead.serviceKey(address: key.destination, port: key.destinationPort)
-        guard let choice = pending.removeValue(forKey: Pending(service: serviceKey, sequence: sequence)) else {
-            counters.refused &+= 1
-            return nil
-        }
-        let p = PacketSummary(protocolNumber: 6, source: IPAddress(v4: key.source), sourcePort: key.sourcePort,
-                              destination: IPAddress(v4: key.destination), destinationPort: key.destinationPort, tcpFlags: .syn, length: 0)
+        guard let choice = pending.removeValue(forKey: Pending(service: serviceKey, sequence: sequence)) else { return nil }
         guard let forwarding = table.admitDecided(p, service: choice.handle, server: choice.server, replacing: true, now: now) else {
             // The table's scheduler did not move for it: the copies are taken again.
-            counters.refused &+= 1
             resync = true
             return nil
         }
-        counters.admitted &+= 1
         return (forwarding, choice.hop)
     }
 }

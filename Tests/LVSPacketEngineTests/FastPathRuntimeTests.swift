@@ -177,7 +177,7 @@ import Testing
             }
             return n
         }
-        let ahead = try #require(rig.fastPath.ahead)
+        _ = try #require(rig.fastPath.ahead)
         let shared = LoadBalancerState(loops: [rig.group.next()], ipvs: rig.table)
         rig.fastPath.refreshAhead(state: shared, hops: F.hops)
         let filter = try rig.fastPath.socketFilter(destinations: [F.vip], sources: [], acceptIPv6: false)
@@ -195,7 +195,7 @@ import Testing
             #expect(Array(out[0..<6]) == withUnsafeBytes(of: mac.bytes) { Array($0) })
             #expect(server.stateName == "SYN_RECV")
         }
-        #expect(ahead.counters.admitted == 6)
+        #expect(rig.fastPath.snapshot.scheduledAhead == 6)
         #expect(rig.fastPath.snapshot.offloaded == 6)
         #expect(rig.fastPath.snapshot.unknownReports == 0)
         // The handshake's ACK through the kernel: ESTABLISHED; the SYN and the ACK counted.
@@ -239,7 +239,7 @@ import Testing
         #expect(try rig.kernel(Self.incomingSYN(port: 30001)) == 7)
         rig.fastPath.applyReports(state: shared, hops: F.hops)
         #expect(shared.withTable { $0.connectionCount } == 0)
-        #expect(rig.fastPath.ahead?.counters.refused == 1)
+        #expect(rig.fastPath.snapshot.refusedSyns == 1)
         #expect(try rig.kernel(Self.incomingSYN(port: 30001)) == UInt32(bitPattern: -1))
         try rig.group.syncShutdownGracefully()
     }

@@ -31,6 +31,8 @@ enum {
 static inline int32_t lvs_atomic_load32(const int32_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void lvs_atomic_store32(int32_t *p, int32_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline void lvs_atomic_add32(int32_t *p, int32_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+/// A 32-bit word shared with another thread or a BPF program, where what is written before it
+/// must be seen before it (acquire and release).
 static inline uint32_t lvs_atomic_acquire32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline void lvs_atomic_release32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 /// Stores `desired` where `*p` is `expected`; whether it did.
