@@ -90,44 +90,46 @@ public struct Interception: Sendable, Hashable {
     /// The nft script that replaces the engine's table with these rules in one transaction.
     public var script: String {
         var text = "add table netdev \(Self.table)\ndelete table netdev \(Self.table)\ntable netdev \(Self.table) {\n"
+        // Each set is declared (so that the table's shape does not change), but a rule only
+        // stands for a set with elements: every frame that comes in, DR replies routed through the
+        // director included, runs this chain, and a lookup in an empty set still costs one.
+        var rules: [String] = []
         for v6 in [false, true] {
-            let family = v6 ? "6" : "4"
-            let type = v6 ? "ipv6_addr" : "ipv4_addr"
-            let sets: [(String, [String], String)] = [
+            let (family, type, ip) = v6 ? ("6", "ipv6_addr", "ip6") : ("4", "ipv4_addr", "ip")
+            // What a real server sends the director itself (a health check's answers) is the
+            // director's: only what goes on to a client is a reply to translate.
+            let sets: [(String, [String], String, String)] = [
                 ("services" + family, services.filter { $0.address.isV6 == v6 }.sorted().map { "\($0.address) . \($0.protocolName) . \($0.port)" },
-                 "\(type) . inet_proto . inet_service"),
+                 "\(type) . inet_proto . inet_service", "\(ip) daddr . meta l4proto . th dport @services\(family) drop"),
                 ("hosts" + family, portlessServices.filter { $0.address.isV6 == v6 }.sorted().map { "\($0.address) . \($0.protocolName)" },
-                 "\(type) . inet_proto"),
+                 "\(type) . inet_proto", "\(ip) daddr . meta l4proto @hosts\(family) drop"),
                 ("replies" + family, natServers.filter { $0.address.isV6 == v6 }.sorted().map { "\($0.address) . \($0.protocolName) . \($0.port)" },
-                 "\(type) . inet_proto . inet_service"),
+                 "\(type) . inet_proto . inet_service", "\(ip) saddr . meta l4proto . th sport @replies\(family) fib daddr type != local drop"),
                 ("replyhosts" + family, portlessNATServers.filter { $0.address.isV6 == v6 }.sorted().map { "\($0.address) . \($0.protocolName)" },
-                 "\(type) . inet_proto"),
+                 "\(type) . inet_proto", "\(ip) saddr . meta l4proto @replyhosts\(family) fib daddr type != local drop"),
             ]
-            for (name, elements, setType) in sets {
+            for (name, elements, setType, rule) in sets {
                 text += "    set \(name) {\n        type \(setType)\n"
                 if !elements.isEmpty { text += "        elements = { \(elements.joined(separator: ", ")) }\n" }
                 text += "    }\n"
+                if !elements.isEmpty { rules.append(rule) }
             }
         }
         // Fragments to a VIP or from a NAT real server: the engine reassembles them (IPVS sees whole
-        // datagrams only, after the kernel's defragmentation).
+        // datagrams only, after the kernel's defragmentation). The fragment test comes before the
+        // lookup, which whole packets then skip.
         let fragmentHosts = destinations.union(sources).filter { !$0.isV6 }
         text += "    set fragments4 {\n        type ipv4_addr\n"
-        if !fragmentHosts.isEmpty { text += "        elements = { \(fragmentHosts.map(\.description).sorted().joined(separator: ", ")) }\n" }
+        if !fragmentHosts.isEmpty {
+            text += "        elements = { \(fragmentHosts.map(\.description).sorted().joined(separator: ", ")) }\n"
+            rules.insert(contentsOf: ["ip frag-off & 0x3fff != 0 ip daddr @fragments4 drop",
+                                      "ip frag-off & 0x3fff != 0 ip saddr @fragments4 fib daddr type != local drop"], at: 0)
+        }
         text += "    }\n"
         for (i, interface) in interfaces.enumerated() {
             text += "    chain ingress\(i) {\n"
             text += "        type filter hook ingress device \"\(interface)\" priority -500; policy accept;\n"
-            text += "        ip daddr @fragments4 ip frag-off & 0x3fff != 0 drop\n"
-            text += "        ip saddr @fragments4 ip frag-off & 0x3fff != 0 fib daddr type != local drop\n"
-            for (ip, family) in [("ip", "4"), ("ip6", "6")] {
-                text += "        \(ip) daddr . meta l4proto . th dport @services\(family) drop\n"
-                text += "        \(ip) daddr . meta l4proto @hosts\(family) drop\n"
-                // What a real server sends the director itself (a health check's answers) is the
-                // director's: only what goes on to a client is a reply to translate.
-                text += "        \(ip) saddr . meta l4proto . th sport @replies\(family) fib daddr type != local drop\n"
-                text += "        \(ip) saddr . meta l4proto @replyhosts\(family) fib daddr type != local drop\n"
-            }
+            for rule in rules { text += "        \(rule)\n" }
             text += "    }\n"
         }
         text += "}\n"

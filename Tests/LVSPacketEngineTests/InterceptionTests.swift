@@ -24,6 +24,28 @@ import Testing
         #expect(script.hasSuffix("add table inet lvsd\ndelete table inet lvsd\n"), "a previous run's mark chain goes")
     }
 
+    @Test func onlySetsWithElementsHaveARuleAndWholePacketsSkipTheFragmentLookups() throws {
+        let s = try Self.services { t in
+            let key = VirtualService.Key.address(.tcp, IPAddress("10.0.0.1")!, 80)
+            try t.addService(VirtualService.Config(key: key, scheduler: "rr"))
+            try t.addServer(RealServerConfig(Endpoint(IPAddress("10.0.1.2")!, 80), forwarding: .gatewaying), to: key)
+        }
+        let script = Interception(interfaces: ["eth0"], services: s).script
+        let chain = script.components(separatedBy: "chain ingress0 {\n")[1].components(separatedBy: "    }\n")[0]
+        #expect(chain == """
+                    type filter hook ingress device "eth0" priority -500; policy accept;
+                    ip frag-off & 0x3fff != 0 ip daddr @fragments4 drop
+                    ip frag-off & 0x3fff != 0 ip saddr @fragments4 fib daddr type != local drop
+                    ip daddr . meta l4proto . th dport @services4 drop
+
+            """, "DR only: no reply rule, no IPv6 rule, no rule for a port-less host")
+        for set in ["services4", "hosts4", "replies4", "replyhosts4", "services6", "hosts6", "replies6", "replyhosts6", "fragments4"] {
+            #expect(script.contains("    set \(set) {\n"), "every set is declared: \(set)")
+        }
+        let empty = Interception(interfaces: ["eth0"], services: []).script
+        #expect(empty.contains("priority -500; policy accept;\n    }\n"), "no service: a chain without rules")
+    }
+
     @Test func fwmarkServicesAreTakenAfterMangleByTheirMarks() throws {
         let s = try Self.services { t in
             try t.addService(VirtualService.Config(key: .fwmark(1, .inet), scheduler: "rr"))
