@@ -634,9 +634,9 @@ final class FastPath: @unchecked Sendable {
     private var counters = Counters()
 
     struct Record {
-        var keys: [FastPathLayout.Key]
-        var directions: [PacketDirection]
-        var seen: [(packets: UInt64, bytes: UInt64)]
+        var keys: FlowPair<FastPathLayout.Key>
+        var directions: FlowPair<PacketDirection>
+        var seen: FlowPair<(packets: UInt64, bytes: UInt64)>
         var server: IPAddress
         var hop: NextHop
     }
@@ -708,14 +708,16 @@ final class FastPath: @unchecked Sendable {
                 continue
             }
             lock.withLock {
-                register(r.connection, keys: r.flows.map(\.key), directions: r.flows.map(\.direction), server: r.server, hop: r.hop)
+                register(r.connection, keys: FlowPair(r.flows.lazy.map(\.key)), directions: FlowPair(r.flows.lazy.map(\.direction)),
+                         server: r.server, hop: r.hop)
             }
         }
     }
 
     /// Records connection `id` as handed over, its flows just put into the map. Under `lock`.
-    private func register(_ id: ConnectionID, keys: [FastPathLayout.Key], directions: [PacketDirection], server: IPAddress, hop: NextHop) {
-        records[id] = Record(keys: keys, directions: directions, seen: Array(repeating: (0, 0), count: keys.count), server: server, hop: hop)
+    private func register(_ id: ConnectionID, keys: FlowPair<FastPathLayout.Key>, directions: FlowPair<PacketDirection>, server: IPAddress,
+                          hop: NextHop) {
+        records[id] = Record(keys: keys, directions: directions, seen: FlowPair(repeating: (0, 0), count: keys.count), server: server, hop: hop)
         for (key, direction) in zip(keys, directions) { owners[key] = (id, direction) }
         counters.offloaded &+= 1
     }
@@ -743,23 +745,19 @@ final class FastPath: @unchecked Sendable {
         let now = state.now
         let monotonic = UInt64(clamping: now)
         var value = [UInt8](repeating: 0, count: FastPathLayout.valueSize)
-        var reports: [(ConnectionID, [FastPathLayout.Usage?], Bool)] = []
+        var reports: [(ConnectionID, FlowPair<FastPathLayout.Usage?>, Bool)] = []
         reports.reserveCapacity(list.count)
         var missed: Set<FastPathLayout.Key> = []
         for (id, record) in list {
             let take = wanted.contains(id) || hops[record.server] != record.hop
-            var usages: [FastPathLayout.Usage?] = []
-            for key in record.keys {
-                if let u = last[key] {
-                    usages.append(u)
-                    continue
-                }
+            let usages = record.keys.mapPair { key -> FastPathLayout.Usage? in
+                if let u = last[key] { return u }
                 var k = key.bytes
                 let found = value.withUnsafeMutableBytes { out in
                     withUnsafeBytes(of: &k) { take ? flows.take(key: $0.baseAddress!, into: out.baseAddress!) : flows.lookup(key: $0.baseAddress!, into: out.baseAddress!) }
                 }
-                usages.append(found ? value.withUnsafeBytes { FastPathLayout.Usage(value: $0.baseAddress!) } : nil)
                 if take && !found { missed.insert(key) }
+                return found ? value.withUnsafeBytes { FastPathLayout.Usage(value: $0.baseAddress!) } : nil
             }
             reports.append((id, usages, take))
         }
@@ -784,9 +782,9 @@ final class FastPath: @unchecked Sendable {
                 }
             }
         }
-        var taken: [(ConnectionID, Record, alreadyOut: Bool, seen: [(packets: UInt64, bytes: UInt64)])] = []
+        var taken: [(ConnectionID, Record, alreadyOut: Bool, seen: FlowPair<(packets: UInt64, bytes: UInt64)>)] = []
         var forwarded: UInt64 = 0
-        var updated: [(ConnectionID, [(UInt64, UInt64)])] = []
+        var updated: [(ConnectionID, FlowPair<(packets: UInt64, bytes: UInt64)>)] = []
         state.withTable { table in
             for (id, direction, flags) in late { _ = table.offloadedSegment(id, direction: direction, tcpFlags: flags, now: now) }
             for (k, (id, usages, took)) in reports.enumerated() {
@@ -882,7 +880,7 @@ final class FastPath: @unchecked Sendable {
             counters.refusedSyns &+= UInt64(new.count) &- scheduled &- reopened
             for (report, admitted) in made {
                 guard let (forwarding, hop) = admitted else { continue }
-                register(forwarding.connection, keys: [report.key], directions: [.input], server: forwarding.destination.address, hop: hop)
+                register(forwarding.connection, keys: FlowPair(report.key), directions: FlowPair(.input), server: forwarding.destination.address, hop: hop)
             }
         }
     }
