@@ -166,11 +166,7 @@ extension IPVS {
     }
 
     mutating func removeConnection(_ c: Int32) {
-        if logsRemovals, !connections[c].isTemplate {
-            let e = connections.entry(c)
-            removals.append(RemovedConnection(id: connections.id(c), protocolNumber: e.hot.protocolNumber, client: Endpoint(e.client, e.hot.clientPort),
-                                              virtual: Endpoint(e.virtual, e.hot.virtualPort)))
-        }
+        if logsRemovals, !connections[c].isTemplate, let ends = ends(of: connections.id(c)) { removals.append(ends) }
         unbind(c)
         let control = connections[cold: c].control
         if control >= 0 {

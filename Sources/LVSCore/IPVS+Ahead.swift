@@ -94,15 +94,25 @@ extension IPVS {
     }
 
     /// Whether a SYN now on connection `id` would continue it (to its real server) rather than
-    /// start a new one (`conn_reuse_mode`): what an engine that keeps a closed connection's flow
-    /// to reopen it in place needs to know.
+    /// start a new one (`conn_reuse_mode`) or be dropped (its real server deleted): what an engine
+    /// that keeps a closed connection's flow to reopen it in place needs to know.
     public func synContinues(_ id: ConnectionID) -> Bool {
         guard connections.isLive(id), !connections[id.index].isTemplate,
               connections[id.index].protocolNumber == IPProtocol.tcp.rawValue else { return false }
+        let server = connections[id.index].server
+        guard server >= 0, servers[Int(server)].isAvailable else { return false }
         let e = connections.entry(id.index)
         let p = PacketSummary(protocolNumber: e.hot.protocolNumber, source: e.client, sourcePort: e.hot.clientPort, destination: e.virtual,
                               destinationPort: e.hot.virtualPort, tcpFlags: .syn, length: 0)
         return !reuseRequested(id.index, p)
+    }
+
+    /// Connection `id`'s protocol and its client and virtual ends, while it is in the table.
+    public func ends(of id: ConnectionID) -> RemovedConnection? {
+        guard connections.isLive(id) else { return nil }
+        let e = connections.entry(id.index)
+        return RemovedConnection(id: id, protocolNumber: e.hot.protocolNumber, client: Endpoint(e.client, e.hot.clientPort),
+                                 virtual: Endpoint(e.virtual, e.hot.virtualPort))
     }
 
     /// SYN `p`, which the engine forwarded on the flow of its client's earlier connection (still
@@ -128,7 +138,7 @@ extension IPVS {
     }
 }
 
-/// A connection the table removed (`IPVS.logsRemovals`).
+/// A connection the table removed (`IPVS.logsRemovals`), or one still in it (`IPVS.ends(of:)`).
 public struct RemovedConnection: Sendable, Hashable {
     public var id: ConnectionID
     public var protocolNumber: UInt8

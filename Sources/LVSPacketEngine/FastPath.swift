@@ -632,6 +632,9 @@ final class FastPath: @unchecked Sendable {
         var seen: (packets: UInt64, bytes: UInt64)
     }
     private var counters = Counters()
+    /// The table's generation when the closed flows were last looked over (`refreshAhead`, on
+    /// the first packet thread, under the table's lock).
+    private var sweptGeneration: UInt64 = 0
 
     struct Record {
         var keys: FlowPair<FastPathLayout.Key>
@@ -894,13 +897,23 @@ final class FastPath: @unchecked Sendable {
         let paths = self.paths, ahead = self.ahead
         let gone: [FastPathLayout.Key] = state.withTable { table in
             ahead?.refresh(table: table, hops: hops, mtu: mtu, now: now)
-            return table.takeRemovals().compactMap { r in
+            var ended = table.takeRemovals()
+            // After a change of services or real servers, the closed flows whose connections a
+            // SYN would no longer continue (their real server deleted: IPVS drops that SYN).
+            if table.generation != sweptGeneration {
+                sweptGeneration = table.generation
+                for id in paths.closedConnections() where !table.synContinues(id) {
+                    if let ends = table.ends(of: id) { ended.append(ends) }
+                }
+            }
+            return ended.compactMap { r in
                 guard paths.takeClosed(r.id), !r.client.address.isV6 else { return nil }
                 return FastPathLayout.Key(protocolNumber: r.protocolNumber, source: r.client.address.v4, sourcePort: r.client.port,
                                           destination: r.virtual.address.v4, destinationPort: r.virtual.port)
             }
         }
-        // The closed flows of the connections the table let go (unless a new one has the flow).
+        // The closed flows of the connections the table let go or no longer continues (unless a
+        // new one has the flow).
         let unowned = lock.withLock { gone.filter { owners[$0] == nil } }
         for key in unowned { delete(key) }
     }

@@ -210,6 +210,16 @@ public final class ReturnPaths: @unchecked Sendable {
         return true
     }
 
+    /// The connections with a closed flow (a walk over every slot: for a change of the table,
+    /// not for each packet).
+    func closedConnections() -> [ConnectionID] {
+        var out: [ConnectionID] = []
+        for i in 0..<capacity where paths[i].closed {
+            out.append(ConnectionID(index: Int32(i), generation: paths[i].closedGeneration))
+        }
+        return out
+    }
+
     /// Under the table's lock.
     func clearOffload(_ id: ConnectionID) {
         if isOffloaded(id) { paths[Int(id.index)].offloaded = false }

@@ -196,6 +196,24 @@ import Testing
         #expect(t.reopened(syn(40001), now: 0) == nil)
     }
 
+    @Test func aSYNDoesNotContinueAConnectionWhoseRealServerWasDeleted() throws {
+        var t = try makeTable(scheduler: "rr", servers: [("172.16.0.2:80", 1), ("172.16.0.3:80", 1)], method: .gatewaying)
+        guard case .forward(let f) = t.inbound(syn(40000), now: 0) else { Issue.record("not forwarded"); return }
+        for flags: TCPFlags in [.ack, [.fin, .ack]] {
+            var p = syn(40000)
+            p.tcpFlags = flags
+            _ = t.inbound(p, now: 0)
+        }
+        #expect(t.synContinues(f.connection))
+        let ends = try #require(t.ends(of: f.connection))
+        #expect(ends.client.port == 40000 && ends.virtual.port == 80 && ends.protocolNumber == 6)
+        try t.deleteServer(f.destination, from: key)
+        #expect(t.connectionCount == 1, "the connection stays until it expires")
+        #expect(!t.synContinues(f.connection))
+        #expect(t.reopened(syn(40000), now: 0) == nil)
+        #expect(t.ends(of: ConnectionID(index: f.connection.index, generation: f.connection.generation &+ 1)) == nil)
+    }
+
     @Test func removedConnectionsAreListedWhenAsked() throws {
         var t = try makeTable(scheduler: "rr", servers: [("172.16.0.2:80", 1)], method: .gatewaying)
         guard case .forward = t.inbound(syn(40000), now: 0) else { Issue.record("not forwarded"); return }

@@ -288,6 +288,32 @@ import Testing
         try rig.group.syncShutdownGracefully()
     }
 
+    @Test(.enabled(if: isRoot)) func aClosedFlowLeavesAsSoonAsItsRealServerIsDeleted() throws {
+        var rig = try Rig(method: "-g")
+        rig.table.logsRemovals = true
+        guard case .send = rig.engine(Self.client(0x02)) else { Issue.record("SYN not sent"); return }
+        let shared = LoadBalancerState(loops: [rig.group.next()], ipvs: rig.table)
+        let filter = try rig.fastPath.socketFilter(destinations: [F.vip], sources: [], acceptIPv6: false)
+        #expect(try rig.kernel(Self.client(0x10)) == 7)
+        #expect(try rig.kernel(Self.client(0x11)) == 7)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        rig.fastPath.refreshAhead(state: shared, hops: F.hops)
+        #expect(flowInMap(rig)?.stopped == true)
+        // A change that leaves the real server in place leaves the flow too.
+        shared.withTable { IPVSAdmSessionShim().run(["-e", "-t", "207.175.44.110:8080", "-r", "172.16.0.2:80", "-g", "-w", "3"], on: &$0) }
+        rig.fastPath.refreshAhead(state: shared, hops: F.hops)
+        #expect(flowInMap(rig)?.stopped == true)
+        // Deleted (a DR real server's port is the service's): its connection stays in the table until it expires, as in IPVS, but a SYN from
+        // the client port is not forwarded to it in the kernel any more; it goes to the engine.
+        shared.withTable { IPVSAdmSessionShim().run(["-d", "-t", "207.175.44.110:8080", "-r", "172.16.0.2:8080"], on: &$0) }
+        rig.fastPath.refreshAhead(state: shared, hops: F.hops)
+        #expect(flowInMap(rig) == nil)
+        #expect(shared.withTable { $0.connectionCount } == 1)
+        #expect(try Self.filtered(filter, Self.client(0x02)) != 0)
+        #expect(try rig.kernel(Self.client(0x02)) != 7)
+        try rig.group.syncShutdownGracefully()
+    }
+
     @Test(.enabled(if: isRoot)) func aClosedFlowWhoseConnectionWouldBeReusedLeavesAtOnce() throws {
         var rig = try Rig(method: "-g")
         rig.table.logsRemovals = true
