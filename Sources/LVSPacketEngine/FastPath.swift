@@ -866,7 +866,8 @@ final class FastPath: @unchecked Sendable {
                     scheduled &+= 1
                     return (r, admitted)
                 }
-                guard let f = table.reopened(p, now: now), let hop = hops[f.destination.address] else { return (r, nil) }
+                guard let f = table.reopened(p, now: now) ?? self.admitWhereSent(p, key: key, table: &table, hops: hops, now: now),
+                      let hop = hops[f.destination.address] else { return (r, nil) }
                 if f.isNew { ahead?.scheduledOutOfTurn() }
                 reopened &+= 1
                 return (r, (f, hop))
@@ -886,6 +887,26 @@ final class FastPath: @unchecked Sendable {
                 register(forwarding.connection, keys: FlowPair(report.key), directions: FlowPair(.input), server: forwarding.destination.address, hop: hop)
             }
         }
+    }
+
+    /// A SYN the kernel forwarded on a closed flow whose connection the table let go meanwhile
+    /// (it expired between the SYN and its report): a new connection, made on the real server the
+    /// flow sent the SYN to (the one of the service's real servers at the flow's interface and
+    /// MAC), as the table would make one for a SYN that went there. Nil when the client still has
+    /// a connection that the SYN does not replace, or no available real server is there.
+    private func admitWhereSent(_ p: PacketSummary, key: FastPathLayout.Key, table: inout IPVS, hops: [IPAddress: NextHop],
+                                now: Int64) -> Forwarding? {
+        var k = key.bytes
+        var value = [UInt8](repeating: 0, count: FastPathLayout.valueSize)
+        let found = value.withUnsafeMutableBytes { out in withUnsafeBytes(of: &k) { flows.lookup(key: $0.baseAddress!, into: out.baseAddress!) } }
+        guard found, let service = table.serviceHandle(for: .address(.tcp, IPAddress(v4: key.destination), key.destinationPort)) else { return nil }
+        let interface = value.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: FastPathLayout.interfaceOffset, as: Int32.self) }
+        let mac = MACAddress(Array(value[FastPathLayout.macsOffset..<FastPathLayout.macsOffset + 6]))
+        for server in table.members(service: service) {
+            guard let hop = hops[table.realServer(server).config.endpoint.address], hop.interface == interface, hop.destinationMAC == mac else { continue }
+            return table.admitDecided(p, service: service, server: server, now: now)
+        }
+        return nil
     }
 
     /// Fills the queues of choices taken ahead (and follows the table's changes), and takes the
@@ -913,9 +934,20 @@ final class FastPath: @unchecked Sendable {
             }
         }
         // The closed flows of the connections the table let go or no longer continues (unless a
-        // new one has the flow).
+        // new one has the flow). One a SYN has just reopened in the kernel stays: its report
+        // comes next, and makes the connection or takes the flow back (`admitNew`).
         let unowned = lock.withLock { gone.filter { owners[$0] == nil } }
-        for key in unowned { delete(key) }
+        for key in unowned { deleteIfClosed(key) }
+    }
+
+    /// Takes `key`'s flow out of the map if it is closed (`FastPathLayout.closed`); one a SYN
+    /// has reopened meanwhile goes back (one system call when it is closed, as it nearly always is).
+    private func deleteIfClosed(_ key: FastPathLayout.Key) {
+        var k = key.bytes
+        var value = [UInt8](repeating: 0, count: FastPathLayout.valueSize)
+        let found = value.withUnsafeMutableBytes { out in withUnsafeBytes(of: &k) { flows.take(key: $0.baseAddress!, into: out.baseAddress!) } }
+        guard found, value[FastPathLayout.stoppedOffset] != FastPathLayout.closed else { return }
+        _ = value.withUnsafeBytes { v in withUnsafeBytes(of: &k) { flows.insert(key: $0.baseAddress!, value: v.baseAddress!) } }
     }
 
     /// What the ring holds, after what was read ahead; one reader at a time.

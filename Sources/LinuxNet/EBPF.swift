@@ -199,6 +199,12 @@ public final class EBPFHashMap: @unchecked Sendable {
         lvs_bpf_map_update(fd, key, value, 0)
     }
 
+    /// Adds an element unless the key has one already (BPF_NOEXIST); the errno when refused
+    /// (EEXIST when there is one, E2BIG when full).
+    public func insert(key: UnsafeRawPointer, value: UnsafeRawPointer) -> Int32 {
+        lvs_bpf_map_update(fd, key, value, 1)
+    }
+
     /// Copies an element's value into `value`; false when there is none.
     public func lookup(key: UnsafeRawPointer, into value: UnsafeMutableRawPointer) -> Bool {
         lvs_bpf_map_lookup(fd, key, value) == 0

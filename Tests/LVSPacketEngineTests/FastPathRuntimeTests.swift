@@ -288,6 +288,60 @@ import Testing
         try rig.group.syncShutdownGracefully()
     }
 
+    /// A DR connection closed by its client's FIN, its flow left in the map, closed.
+    static func closedDR() throws -> (Rig, LoadBalancerState, EBPFProgram)? {
+        var rig = try Rig(method: "-g")
+        rig.table.logsRemovals = true
+        guard case .send = rig.engine(client(0x02)) else { return nil }
+        let shared = LoadBalancerState(loops: [rig.group.next()], ipvs: rig.table)
+        let filter = try rig.fastPath.socketFilter(destinations: [F.vip], sources: [], acceptIPv6: false)
+        #expect(try rig.kernel(client(0x10)) == 7)
+        #expect(try rig.kernel(client(0x11)) == 7)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        return (rig, shared, filter)
+    }
+
+    @Test(.enabled(if: isRoot)) func aSYNReopeningAFlowWhoseConnectionExpiredMeanwhileMakesANewOneWhereItWent() throws {
+        guard let (rig, shared, filter) = try Self.closedDR() else { Issue.record("SYN not sent"); return }
+        let old = try #require(shared.withTable { $0.connectionSnapshots(now: shared.now).first })
+        // The connection expires before the engine has taken its closed flow out of the map (it
+        // does so at its next tick): a SYN from the client port is forwarded by the kernel.
+        shared.withTable { $0.expire(now: shared.now + 1_000_000_000_000) }
+        #expect(shared.withTable { $0.connectionCount } == 0)
+        #expect(try Self.filtered(filter, Self.client(0x02)) == 0)
+        #expect(try rig.kernel(Self.client(0x02)) == 7)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        // A new connection, on the real server the SYN went to, handed over as any other.
+        let new = try #require(shared.withTable { $0.connectionSnapshots(now: shared.now).first })
+        #expect(new.stateName == "SYN_RECV")
+        #expect(new.destination == old.destination)
+        #expect(shared.withTable { $0.connectionCount } == 1)
+        #expect(rig.fastPath.snapshot.reopened == 1)
+        #expect(rig.fastPath.snapshot.refusedSyns == 0)
+        #expect(rig.fastPath.connections.count == 1)
+        // The old connection's removal, drained at the tick, leaves the new one's flow alone.
+        rig.fastPath.refreshAhead(state: shared, hops: F.hops)
+        #expect(flowInMap(rig)?.stopped == false)
+        #expect(try rig.kernel(Self.client(0x10)) == 7)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        #expect(shared.withTable { $0.connectionSnapshots(now: shared.now).first?.stateName } == "ESTABLISHED")
+        try rig.group.syncShutdownGracefully()
+    }
+
+    @Test(.enabled(if: isRoot)) func aFlowReopenedJustBeforeItsConnectionsRemovalIsDrainedStays() throws {
+        guard let (rig, shared, _) = try Self.closedDR() else { Issue.record("SYN not sent"); return }
+        // The SYN reopens the flow in the kernel; before its report is read, the table lets the
+        // old connection go and the engine drains the removal: the reopened flow stays.
+        #expect(try rig.kernel(Self.client(0x02)) == 7)
+        shared.withTable { $0.expire(now: shared.now + 1_000_000_000_000) }
+        rig.fastPath.refreshAhead(state: shared, hops: F.hops)
+        #expect(flowInMap(rig)?.stopped == false)
+        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        #expect(shared.withTable { $0.connectionSnapshots(now: shared.now).first?.stateName } == "SYN_RECV")
+        #expect(rig.fastPath.snapshot.refusedSyns == 0)
+        try rig.group.syncShutdownGracefully()
+    }
+
     @Test(.enabled(if: isRoot)) func aClosedFlowLeavesAsSoonAsItsRealServerIsDeleted() throws {
         var rig = try Rig(method: "-g")
         rig.table.logsRemovals = true
