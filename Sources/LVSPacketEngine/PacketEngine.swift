@@ -396,17 +396,17 @@ final class PacketWorker: @unchecked Sendable {
             }
             for k in 0..<max(n, 0) where lvs_epoll_event_data(events, k) == UInt64(receivers.count) {
                 lvs_eventfd_drain(wakeFD)
+                hopView = hops.snapshot
                 for command in inbox.withLockedValue({ q -> [Command] in defer { q = [] }; return q }) {
                     switch command {
                     case .tunnels(let t): forwarder.tunnels = t
                     case .fragmentAddresses(let a): forwarder.fragmentAddresses = a
                     case .review:
                         nextReview = 0
-                        if index == 0 { fastPath?.refreshAhead(state: state, hops: hops.snapshot) }
+                        if index == 0 { fastPath?.refreshAhead(state: state, hops: hopView) }
                     case .stop: break loop
                     }
                 }
-                hopView = hops.snapshot
             }
             if index == 0, let fastPath, fastPath.applyReports(state: state, hops: hopView) { lastReports = state.now }
             // The NFLOG socket only when epoll says it has something (no system call otherwise).
