@@ -12,6 +12,17 @@ import Testing
         .tcp(from: Endpoint(IPAddress("192.168.0.5")!, port), to: vip, flags: .syn, length: 60)
     }
 
+    /// A connection from client port 40000 closed by its client's FIN (FIN_WAIT).
+    func closedConnection(_ t: inout IPVS) -> Forwarding? {
+        guard case .forward(let f) = t.inbound(syn(40000), now: 0) else { return nil }
+        for flags: TCPFlags in [.ack, [.fin, .ack]] {
+            var p = syn(40000)
+            p.tcpFlags = flags
+            _ = t.inbound(p, now: 0)
+        }
+        return f
+    }
+
     func handle(_ t: IPVS) throws -> Int32 { try #require(t.serviceHandle(for: key)) }
 
     /// For each of `count` SYNs: the real server `inbound` sends it to, on a copy of `t`.
@@ -163,12 +174,7 @@ import Testing
 
     @Test func aSYNOnAClosedConnectionGoesOnOrStartsAfreshAsReuseModeSays() throws {
         var t = try makeTable(scheduler: "rr", servers: [("172.16.0.2:80", 1), ("172.16.0.3:80", 1)], method: .gatewaying)
-        guard case .forward(let f) = t.inbound(syn(40000), now: 0) else { Issue.record("not forwarded"); return }
-        for flags: TCPFlags in [.ack, [.fin, .ack]] {
-            var p = syn(40000)
-            p.tcpFlags = flags
-            _ = t.inbound(p, now: 0)
-        }
+        let f = try #require(closedConnection(&t))
         #expect(t.connectionSnapshots(now: 0).first?.stateName == "FIN_WAIT")
         // conn_reuse_mode 1: a DR connection in FIN_WAIT goes on, on its real server.
         #expect(t.synContinues(f.connection))
@@ -198,12 +204,7 @@ import Testing
 
     @Test func aSYNDoesNotContinueAConnectionWhoseRealServerWasDeleted() throws {
         var t = try makeTable(scheduler: "rr", servers: [("172.16.0.2:80", 1), ("172.16.0.3:80", 1)], method: .gatewaying)
-        guard case .forward(let f) = t.inbound(syn(40000), now: 0) else { Issue.record("not forwarded"); return }
-        for flags: TCPFlags in [.ack, [.fin, .ack]] {
-            var p = syn(40000)
-            p.tcpFlags = flags
-            _ = t.inbound(p, now: 0)
-        }
+        let f = try #require(closedConnection(&t))
         #expect(t.synContinues(f.connection))
         let ends = try #require(t.ends(of: f.connection))
         #expect(ends.client.port == 40000 && ends.virtual.port == 80 && ends.protocolNumber == 6)

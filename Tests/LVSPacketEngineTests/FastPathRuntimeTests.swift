@@ -252,14 +252,7 @@ import Testing
     }
 
     @Test(.enabled(if: isRoot)) func aClosedDRFlowReopensForItsClientsNextSYNAndLeavesWithItsConnection() throws {
-        var rig = try Rig(method: "-g")
-        rig.table.logsRemovals = true
-        guard case .send = rig.engine(Self.client(0x02)) else { Issue.record("SYN not sent"); return }
-        let shared = LoadBalancerState(loops: [rig.group.next()], ipvs: rig.table)
-        let filter = try rig.fastPath.socketFilter(destinations: [F.vip], sources: [], acceptIPv6: false)
-        #expect(try rig.kernel(Self.client(0x10)) == 7)
-        #expect(try rig.kernel(Self.client(0x11)) == 7)
-        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        guard let (rig, shared, filter) = try Self.closedDR() else { Issue.record("SYN not sent"); return }
         #expect(state(shared) == "FIN_WAIT")
         // The flow stays, closed, while its connection is in the table.
         #expect(flowInMap(rig)?.stopped == true)
@@ -343,14 +336,7 @@ import Testing
     }
 
     @Test(.enabled(if: isRoot)) func aClosedFlowLeavesAsSoonAsItsRealServerIsDeleted() throws {
-        var rig = try Rig(method: "-g")
-        rig.table.logsRemovals = true
-        guard case .send = rig.engine(Self.client(0x02)) else { Issue.record("SYN not sent"); return }
-        let shared = LoadBalancerState(loops: [rig.group.next()], ipvs: rig.table)
-        let filter = try rig.fastPath.socketFilter(destinations: [F.vip], sources: [], acceptIPv6: false)
-        #expect(try rig.kernel(Self.client(0x10)) == 7)
-        #expect(try rig.kernel(Self.client(0x11)) == 7)
-        rig.fastPath.applyReports(state: shared, hops: F.hops)
+        guard let (rig, shared, filter) = try Self.closedDR() else { Issue.record("SYN not sent"); return }
         rig.fastPath.refreshAhead(state: shared, hops: F.hops)
         #expect(flowInMap(rig)?.stopped == true)
         // A change that leaves the real server in place leaves the flow too.

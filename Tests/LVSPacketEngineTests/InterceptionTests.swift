@@ -11,13 +11,17 @@ import Testing
         return t.serviceSnapshots
     }
 
-    @Test func addressServicesAreTakenAtIngressAndNoMarkChainIsMade() throws {
-        let s = try Self.services { t in
+    /// TCP 10.0.0.1:80 (rr) over one real server.
+    static func oneServer(_ server: Endpoint, _ forwarding: ForwardingMethod) throws -> [ServiceSnapshot] {
+        try services { t in
             let key = VirtualService.Key.address(.tcp, IPAddress("10.0.0.1")!, 80)
             try t.addService(VirtualService.Config(key: key, scheduler: "rr"))
-            try t.addServer(RealServerConfig(Endpoint(IPAddress("10.0.1.2")!, 8080), forwarding: .masquerade), to: key)
+            try t.addServer(RealServerConfig(server, forwarding: forwarding), to: key)
         }
-        let script = Interception(interfaces: ["eth0"], services: s).script
+    }
+
+    @Test func addressServicesAreTakenAtIngressAndNoMarkChainIsMade() throws {
+        let script = Interception(interfaces: ["eth0"], services: try Self.oneServer(Endpoint(IPAddress("10.0.1.2")!, 8080), .masquerade)).script
         #expect(script.contains("elements = { 10.0.0.1 . tcp . 80 }"))
         #expect(script.contains("elements = { 10.0.1.2 . tcp . 8080 }"))
         #expect(script.contains("type filter hook ingress device \"eth0\" priority -500; policy accept;"))
@@ -25,12 +29,7 @@ import Testing
     }
 
     @Test func onlySetsWithElementsHaveARuleAndWholePacketsSkipTheFragmentLookups() throws {
-        let s = try Self.services { t in
-            let key = VirtualService.Key.address(.tcp, IPAddress("10.0.0.1")!, 80)
-            try t.addService(VirtualService.Config(key: key, scheduler: "rr"))
-            try t.addServer(RealServerConfig(Endpoint(IPAddress("10.0.1.2")!, 80), forwarding: .gatewaying), to: key)
-        }
-        let script = Interception(interfaces: ["eth0"], services: s).script
+        let script = Interception(interfaces: ["eth0"], services: try Self.oneServer(Endpoint(IPAddress("10.0.1.2")!, 80), .gatewaying)).script
         let chain = script.components(separatedBy: "chain ingress0 {\n")[1].components(separatedBy: "    }\n")[0]
         #expect(chain == """
                     type filter hook ingress device "eth0" priority -500; policy accept;
