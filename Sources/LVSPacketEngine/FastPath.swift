@@ -224,11 +224,7 @@ public enum FastPathLayout {
         a.load(.word, .r1, .r10, header + 34)
         a.store(.word, .r10, key + 8, .r1)
         a.store(.word, .r10, key + 12, .r8)
-        a.loadMap(.r1, fd: flows)
-        a.mov(.r2, .r10)
-        a.alu(.add, .r2, Int32(key))
-        a.call(.mapLookup)
-        a.jump(.equal, .r0, 0, absent ?? miss)
+        emitMapLookup(&a, map: flows, keyAt: key, none: absent ?? miss)
         a.mov(.r7, .r0)
         let open = a.label()
         a.load(.byte, .r1, .r7, Int16(stoppedOffset))
@@ -725,6 +721,15 @@ final class FastPath: @unchecked Sendable {
         counters.offloaded &+= 1
     }
 
+    /// Copies `key`'s flow value into `value` (`taking`: and takes the flow out of the map);
+    /// false when the map has none.
+    private func readFlow(_ key: FastPathLayout.Key, into value: inout [UInt8], taking: Bool = false) -> Bool {
+        var k = key.bytes
+        return value.withUnsafeMutableBytes { out in
+            withUnsafeBytes(of: &k) { taking ? flows.take(key: $0.baseAddress!, into: out.baseAddress!) : flows.lookup(key: $0.baseAddress!, into: out.baseAddress!) }
+        }
+    }
+
     private func delete(_ key: FastPathLayout.Key) {
         var k = key.bytes
         withUnsafeBytes(of: &k) { _ = flows.delete(key: $0.baseAddress!) }
@@ -755,10 +760,7 @@ final class FastPath: @unchecked Sendable {
             let take = wanted.contains(id) || hops[record.server] != record.hop
             let usages = record.keys.mapPair { key -> FastPathLayout.Usage? in
                 if let u = last[key] { return u }
-                var k = key.bytes
-                let found = value.withUnsafeMutableBytes { out in
-                    withUnsafeBytes(of: &k) { take ? flows.take(key: $0.baseAddress!, into: out.baseAddress!) : flows.lookup(key: $0.baseAddress!, into: out.baseAddress!) }
-                }
+                let found = readFlow(key, into: &value, taking: take)
                 if take && !found { missed.insert(key) }
                 return found ? value.withUnsafeBytes { FastPathLayout.Usage(value: $0.baseAddress!) } : nil
             }
@@ -896,10 +898,8 @@ final class FastPath: @unchecked Sendable {
     /// a connection that the SYN does not replace, or no available real server is there.
     private func admitWhereSent(_ p: PacketSummary, key: FastPathLayout.Key, table: inout IPVS, hops: [IPAddress: NextHop],
                                 now: Int64) -> Forwarding? {
-        var k = key.bytes
         var value = [UInt8](repeating: 0, count: FastPathLayout.valueSize)
-        let found = value.withUnsafeMutableBytes { out in withUnsafeBytes(of: &k) { flows.lookup(key: $0.baseAddress!, into: out.baseAddress!) } }
-        guard found, let service = table.serviceHandle(for: .address(.tcp, IPAddress(v4: key.destination), key.destinationPort)) else { return nil }
+        guard readFlow(key, into: &value), let service = table.serviceHandle(for: .address(.tcp, IPAddress(v4: key.destination), key.destinationPort)) else { return nil }
         let interface = value.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: FastPathLayout.interfaceOffset, as: Int32.self) }
         let mac = MACAddress(Array(value[FastPathLayout.macsOffset..<FastPathLayout.macsOffset + 6]))
         for server in table.members(service: service) {
@@ -943,10 +943,9 @@ final class FastPath: @unchecked Sendable {
     /// Takes `key`'s flow out of the map if it is closed (`FastPathLayout.closed`); one a SYN
     /// has reopened meanwhile goes back (one system call when it is closed, as it nearly always is).
     private func deleteIfClosed(_ key: FastPathLayout.Key) {
-        var k = key.bytes
         var value = [UInt8](repeating: 0, count: FastPathLayout.valueSize)
-        let found = value.withUnsafeMutableBytes { out in withUnsafeBytes(of: &k) { flows.take(key: $0.baseAddress!, into: out.baseAddress!) } }
-        guard found, value[FastPathLayout.stoppedOffset] != FastPathLayout.closed else { return }
+        guard readFlow(key, into: &value, taking: true), value[FastPathLayout.stoppedOffset] != FastPathLayout.closed else { return }
+        var k = key.bytes
         _ = value.withUnsafeBytes { v in withUnsafeBytes(of: &k) { flows.insert(key: $0.baseAddress!, value: v.baseAddress!) } }
     }
 
